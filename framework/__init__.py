@@ -1,0 +1,34 @@
+"""zeroserve: serverless, scale-to-zero model serving on KServe and Knative.
+
+The public API is what ``__all__`` lists; everything else is private.
+"""
+
+from zeroserve.decorator import predictor
+from zeroserve.errors import (
+    InvalidPayload,
+    LoadError,
+    PayloadTooLarge,
+    PredictError,
+    RequestError,
+    SpecError,
+    UsageError,
+    ZeroserveError,
+)
+from zeroserve.spec import Batching, PredictorSpec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Batching",
+    "InvalidPayload",
+    "LoadError",
+    "PayloadTooLarge",
+    "PredictError",
+    "PredictorSpec",
+    "RequestError",
+    "SpecError",
+    "UsageError",
+    "ZeroserveError",
+    "__version__",
+    "predictor",
+]

@@ -1,0 +1,130 @@
+"""The bridge from a user's predictor class to a ``kserve.Model``."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from zeroserve._kserve import kserve_argv
+from zeroserve.decorator import Declaration
+from zeroserve.errors import InvalidPayload, LoadError, PredictError
+
+with kserve_argv():
+    import kserve
+    from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+    from kserve.utils.numpy_codec import from_np_dtype
+
+logger = logging.getLogger("zeroserve")
+
+
+class PredictorModel(kserve.Model):  # type: ignore[misc]
+    """A ``kserve.Model`` that validates requests against the predictor's type hints.
+
+    Readiness turns true only after ``load()`` and ``warmup()`` returned.
+    """
+
+    def __init__(self, user_class: type, declaration: Declaration, model_dir: Path | None) -> None:
+        super().__init__(declaration.spec.name)
+        self.declaration = declaration
+        self.model_dir = model_dir
+        self.instance = user_class()
+        self.ready = False
+
+    def load(self) -> bool:
+        """Run the user's load() and warmup(); raise LoadError naming the phase that failed."""
+        for phase in ("load", "warmup"):
+            method = getattr(self.instance, phase, None)
+            if method is None:
+                continue
+            args = (self.model_dir,) if phase == "load" and self.declaration.takes_model_dir else ()
+            try:
+                method(*args)
+            except Exception as exc:
+                raise LoadError(model=self.name, phase=phase, cause=exc) from exc
+        self.ready = True
+        return True
+
+    async def predict(
+        self,
+        payload: dict[str, Any] | InferRequest,
+        headers: dict[str, str] | None = None,
+        response_headers: dict[str, str] | None = None,
+    ) -> dict[str, Any] | InferResponse:
+        signature = self.declaration.signature
+        if isinstance(payload, InferRequest):
+            inputs = {tensor.name: tensor.as_numpy().tolist() for tensor in payload.inputs}
+            result = await self._call(signature.bind_v2(inputs, payload.parameters))
+            return self._v2_response(payload, result)
+        if isinstance(payload, bytes | str):  # a JSON body sent without a JSON content type
+            payload = _json_body(payload)
+        return {"predictions": _plain(await self._call(signature.bind_v1(payload)))}
+
+    async def _call(self, kwargs: dict[str, Any]) -> Any:
+        try:
+            if self.declaration.signature.is_async:
+                return await self.instance.predict(**kwargs)
+            call = functools.partial(self.instance.predict, **kwargs)
+            return await asyncio.get_running_loop().run_in_executor(None, call)
+        except Exception as exc:
+            logger.exception("predict() of model '%s' raised", self.name)
+            raise PredictError(model=self.name, cause=exc) from exc
+
+    def _v2_response(self, request: InferRequest, result: Any) -> InferResponse:
+        array = np.asarray(result)
+        if array.dtype.kind in "USO":
+            array = array.astype(np.object_)
+        try:
+            datatype = from_np_dtype(array.dtype)
+        except Exception:
+            datatype = None
+        if datatype is None:
+            raise PredictError(
+                model=self.name,
+                cause=TypeError(f"predict() returned {array.dtype} values, not a tensor type"),
+            )
+        output = InferOutput(name="output-0", shape=list(array.shape), datatype=datatype)
+        output.set_data_from_numpy(array, binary_data=False)
+        return InferResponse(
+            model_name=self.name,
+            infer_outputs=[output],
+            response_id=request.id or str(uuid.uuid4()),
+        )
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        """v2 metadata: the instances input with the JSON schema of what it accepts."""
+        signature = self.declaration.signature
+        return [{
+            "name": signature.instances.name,
+            "datatype": "BYTES" if _is_text(signature.instances_schema()) else "FP64",
+            "shape": [-1],
+        }]
+
+
+def _plain(result: Any) -> Any:
+    """Turn numpy results into JSON-ready lists; leave plain Python values alone."""
+    to_list = getattr(result, "tolist", None)
+    return to_list() if callable(to_list) else result
+
+
+def _json_body(body: bytes | str) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidPayload(
+            f"the request body is not JSON ({exc}); send a JSON object with "
+            "Content-Type: application/json"
+        ) from None
+
+
+def _is_text(schema: dict[str, Any]) -> bool:
+    while schema.get("type") == "array" and isinstance(schema.get("items"), dict):
+        schema = schema["items"]
+    return schema.get("type") == "string"
+

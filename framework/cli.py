@@ -1,0 +1,142 @@
+"""The ``zeroserve`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from zeroserve import __version__
+from zeroserve.errors import SpecError, UsageError, ZeroserveError
+from zeroserve.settings import ServerSettings, Settings
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+class ZeroserveGroup(click.Group):
+    """A click group that prints zeroserve errors as one line, with a traceback only in debug."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ZeroserveError as exc:
+            if ctx.params.get("debug") or _env_debug():
+                raise
+            click.secho(f"error: {exc}", err=True, fg="red")
+            ctx.exit(EXIT_USAGE if isinstance(exc, UsageError | SpecError) else EXIT_FAILURE)
+
+
+def _env_debug() -> bool:
+    return os.environ.get("ZEROSERVE_DEBUG", "").lower() in ("1", "true", "yes")
+
+
+@click.group(cls=ZeroserveGroup)
+@click.version_option(__version__, prog_name="zeroserve")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """zeroserve: serverless, scale-to-zero model serving on KServe."""
+    ctx.obj = Settings(debug=debug or _env_debug())
+
+
+@cli.command()
+@click.argument("target", metavar="PATH[:CLASS]")
+@click.option("--port", type=int, default=None, help="Port to listen on [default: 8080].")
+@click.option("--host", default=None, help="Address to bind [default: 127.0.0.1].")
+@click.option("--max-body-size", default=None, help="Largest request body, e.g. 32MiB.")
+@click.option("--access-log/--no-access-log", default=None, help="Log one line per request.")
+@click.pass_obj
+def serve(
+    settings: Settings,
+    target: str,
+    port: int | None,
+    host: str | None,
+    max_body_size: str | None,
+    access_log: bool | None,
+) -> None:
+    """Serve the @predictor classes in PATH (a .py file or a folder of them)."""
+    flags = {"port": port, "host": host, "max_body_size": max_body_size, "access_log": access_log}
+    server_settings = _server_settings(settings.server, flags)
+    _configure_logging()
+    from zeroserve.loader import find_predictors
+
+    found = find_predictors(target)
+    model_dirs = {item.name: item.model_dir() for item in found}
+    from zeroserve.server import LocalModelServer, bind_socket
+
+    sock = bind_socket(server_settings.host, server_settings.port)
+    from zeroserve.adapter import PredictorModel
+
+    models = [PredictorModel(item.cls, item.declaration, model_dirs[item.name]) for item in found]
+    where = f"http://{server_settings.host}:{sock.getsockname()[1]}"
+    names = ", ".join(model.name for model in models)
+    click.secho(f"zeroserve: serving {names} on {where} (docs at {where}/docs)", err=True)
+    LocalModelServer(server_settings).serve(models, sock)
+
+
+def _server_settings(base: ServerSettings, flags: dict[str, Any]) -> ServerSettings:
+    from pydantic import ValidationError
+
+    from zeroserve.spec import describe_validation_error
+
+    given = {key: value for key, value in flags.items() if value is not None}
+    try:
+        return ServerSettings.model_validate({**base.model_dump(), **given})
+    except ValidationError as exc:
+        raise UsageError(describe_validation_error(exc).replace("_", "-")) from None
+
+
+def _configure_logging() -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logger = logging.getLogger("zeroserve")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--data", required=True, help="Request body: JSON text, or @FILE to read it.")
+@click.option("--url", default="http://127.0.0.1:8080", show_default=True, help="Server URL.")
+@click.option("--v2", "use_v2", is_flag=True, help="Send to the v2 (Open Inference) route.")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for an answer.")
+def predict(name: str, data: str, url: str, use_v2: bool, timeout: float) -> None:
+    """Send one prediction request to model NAME and print the response."""
+    import httpx
+
+    body = _read_body(data)
+    route = f"/v2/models/{name}/infer" if use_v2 else f"/v1/models/{name}:predict"
+    try:
+        response = httpx.post(url.rstrip("/") + route, json=body, timeout=timeout)
+    except httpx.TransportError as exc:
+        raise UsageError(
+            f"no answer from {url} ({type(exc).__name__}); is `zeroserve serve` running there?"
+        ) from None
+    click.echo(response.text)
+    if response.is_error:
+        sys.exit(EXIT_FAILURE)
+
+
+def _read_body(data: str) -> Any:
+    text = data
+    if data.startswith("@"):
+        path = Path(data[1:])
+        if not path.is_file():
+            raise UsageError(f"--data {data}: no such file")
+        text = path.read_text()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--data is not valid JSON: {exc}") from None
+
+
+def main() -> None:
+    """Console script entry point."""
+    cli(prog_name="zeroserve")

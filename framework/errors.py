@@ -1,0 +1,120 @@
+"""Errors raised by zeroserve, and the one table that maps them to HTTP status codes.
+
+Hierarchy::
+
+    ZeroserveError            root: every error zeroserve raises on purpose
+    ├── SpecError             a @predictor declaration that cannot work (raised at decoration time)
+    ├── UsageError            a user mistake outside a request: a bad path, no predictor, port in use
+    ├── RequestError          a request the server refuses; the client can fix it
+    │   ├── InvalidPayload    the body does not fit the predictor's request schema (400)
+    │   └── PayloadTooLarge   the body is over the configured size limit (413)
+    ├── PredictError          the predictor's own predict() raised (500)
+    └── LoadError             the predictor's load() or warmup() raised; the server cannot serve it
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ZeroserveError(Exception):
+    """Root of every error that zeroserve raises on purpose."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def to_body(self) -> dict[str, Any]:
+        """The JSON body a client receives for this error."""
+        return {"error": self.message, "type": type(self).__name__}
+
+
+class SpecError(ZeroserveError):
+    """A @predictor declaration that cannot work; the message shows the fix."""
+
+
+class UsageError(ZeroserveError):
+    """A mistake in how zeroserve was called (bad path, no predictor found, port in use)."""
+
+
+class RequestError(ZeroserveError):
+    """A request the server refuses because of what the client sent."""
+
+
+class InvalidPayload(RequestError):
+    """The request body does not fit the predictor's request schema."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: list[dict[str, Any]] | None = None,
+        schema: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.details = details or []
+        self.schema = schema
+
+    def to_body(self) -> dict[str, Any]:
+        body = super().to_body()
+        if self.details:
+            body["details"] = self.details
+        if self.schema is not None:
+            body["expected_schema"] = self.schema
+        return body
+
+
+class PayloadTooLarge(RequestError):
+    """The request body is larger than the server accepts."""
+
+    def __init__(self, *, limit_bytes: int, received_bytes: int) -> None:
+        super().__init__(
+            f"request body of {received_bytes} bytes or more is over the limit of {limit_bytes} "
+            "bytes; send fewer instances per request or raise the limit with "
+            "--max-body-size (ZEROSERVE_MAX_BODY_SIZE)"
+        )
+        self.limit_bytes = limit_bytes
+        self.received_bytes = received_bytes
+
+
+class PredictError(ZeroserveError):
+    """The predictor's predict() raised; the original exception is the cause."""
+
+    def __init__(self, *, model: str, cause: BaseException) -> None:
+        super().__init__(f"predict() of model '{model}' raised {type(cause).__name__}: {cause}")
+        self.model = model
+        self.cause_type = type(cause).__name__
+
+    def to_body(self) -> dict[str, Any]:
+        body = super().to_body()
+        body.update(model=self.model, exception=self.cause_type)
+        return body
+
+
+class LoadError(ZeroserveError):
+    """The predictor's load() or warmup() raised, so the model cannot become ready."""
+
+    def __init__(self, *, model: str, phase: str, cause: BaseException) -> None:
+        super().__init__(f"{phase}() of model '{model}' raised {type(cause).__name__}: {cause}")
+        self.model = model
+        self.phase = phase
+
+
+# The one table from error class to HTTP status. Lookup walks the class's MRO, so a subclass
+# inherits its parent's status unless it has a row of its own.
+HTTP_STATUS: dict[type[ZeroserveError], int] = {
+    ZeroserveError: 500,
+    RequestError: 400,
+    InvalidPayload: 400,
+    PayloadTooLarge: 413,
+    PredictError: 500,
+    LoadError: 503,
+}
+
+
+def http_status_for(error: ZeroserveError) -> int:
+    """The HTTP status for an error, from HTTP_STATUS."""
+    for klass in type(error).__mro__:
+        if klass in HTTP_STATUS:
+            return HTTP_STATUS[klass]
+    return 500

@@ -1,0 +1,44 @@
+"""Settings, read once by the CLI from flags and ``ZEROSERVE_*`` environment variables."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_SIZE = re.compile(r"^\s*(\d+)\s*(|b|k|kb|kib|m|mb|mib|g|gb|gib)\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1000, "kib": 1024, "m": 1024**2, "mb": 1000**2,
+          "mib": 1024**2, "g": 1024**3, "gb": 1000**3, "gib": 1024**3}
+
+
+def parse_size(value: object) -> object:
+    """``"16MiB"`` -> 16777216; integers pass through; anything else is left for pydantic."""
+    if isinstance(value, str):
+        match = _SIZE.match(value)
+        if not match:
+            raise ValueError(f"'{value}' is not a size; use bytes or a unit, e.g. 16MiB or 500kB")
+        return int(match.group(1)) * _UNITS[match.group(2).lower()]
+    return value
+
+
+ByteSize = Annotated[int, BeforeValidator(parse_size), Field(gt=0)]
+
+
+class ServerSettings(BaseModel):
+    """How a local server listens and what it accepts."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_body_size: ByteSize = 32 * 1024**2
+    access_log: bool = True
+
+
+class Settings(BaseSettings):
+    """All of zeroserve's settings; ``ZEROSERVE_SERVER__PORT=9000`` sets ``server.port``."""
+
+    model_config = SettingsConfigDict(env_prefix="ZEROSERVE_", env_nested_delimiter="__")
+
+    server: ServerSettings = ServerSettings()
+    debug: bool = False

@@ -1,0 +1,129 @@
+"""PredictorSpec: the validated, frozen declaration that every runtime reads."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from zeroserve.errors import SpecError
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS_LABEL_MAX = 63
+# Kubernetes resource quantities: "500m", "2", "1.5", "1Gi", "512Mi", "1e3".
+QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?([eE][0-9]+|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+
+
+def name_from_class(class_name: str) -> str:
+    """A DNS-1123 label from a class name: ``IrisClassifier`` -> ``iris-classifier``."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "-", class_name)
+    label = re.sub(r"[^a-z0-9-]+", "-", spaced.lower()).strip("-")
+    return re.sub(r"-{2,}", "-", label)[:DNS_LABEL_MAX].strip("-") or "model"
+
+
+class Batching(BaseModel):
+    """How concurrent requests to one replica are grouped into one predict() call."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_batch_size: PositiveInt = 32
+    max_latency_ms: NonNegativeFloat = 5.0
+    split: bool = True
+
+
+class PredictorSpec(BaseModel):
+    """Everything a runtime needs to know about a predictor, validated once."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    model_uri: str | None = None
+    min_replicas: NonNegativeInt = 0
+    max_replicas: PositiveInt = 1
+    concurrency: PositiveInt = 8
+    scale_to_zero_after: PositiveFloat = 120.0
+    batching: Batching | None = None
+    cpu: str | None = "1"
+    memory: str | None = "1Gi"
+    gpu: NonNegativeInt = 0
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_dns_label(cls, name: str) -> str:
+        if len(name) > DNS_LABEL_MAX or not DNS_LABEL.match(name):
+            raise ValueError(
+                f"must be a DNS-1123 label (lowercase letters, digits and '-', starting and "
+                f"ending with a letter or digit, at most {DNS_LABEL_MAX} characters), "
+                f"e.g. name='{name_from_class(name)}'"
+            )
+        return name
+
+    @field_validator("cpu", "memory")
+    @classmethod
+    def _is_quantity(cls, value: str | None) -> str | None:
+        if value is not None and not QUANTITY.match(value):
+            raise ValueError(
+                "must be a Kubernetes quantity such as cpu='500m', cpu='2', memory='512Mi' "
+                "or memory='4Gi'"
+            )
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        for key in env:
+            if not ENV_NAME.match(key):
+                raise ValueError(
+                    f"environment variable name '{key}' is invalid: use letters, digits and '_', "
+                    "not starting with a digit"
+                )
+        return env
+
+    @model_validator(mode="after")
+    def _replicas_in_order(self) -> Self:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"min_replicas={self.min_replicas} is greater than max_replicas="
+                f"{self.max_replicas}; set max_replicas >= {self.min_replicas} or lower "
+                "min_replicas (0 lets the model scale to zero)"
+            )
+        return self
+
+
+def build_spec(owner: str, fields: dict[str, Any]) -> PredictorSpec:
+    """Validate ``fields`` into a PredictorSpec, or raise SpecError that names key, value and fix."""
+    try:
+        return PredictorSpec(**fields)
+    except ValidationError as exc:
+        raise SpecError(f"@predictor on {owner}: {describe_validation_error(exc)}") from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One readable sentence per problem: the key, the value given, and what is accepted."""
+    problems = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "arguments"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            accepted = ", ".join(PredictorSpec.model_fields)
+            problems.append(f"unknown argument '{key}'; accepted arguments are: {accepted}")
+        elif "input" in error and error["type"] != "missing" and key != "arguments":
+            problems.append(f"{key}={error['input']!r} is invalid: {message}")
+        else:
+            problems.append(message)
+    return "; ".join(problems)

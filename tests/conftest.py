@@ -1,0 +1,118 @@
+"""Shared fixtures: real `zeroserve serve` processes on free 127.0.0.1 ports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SAMPLES = ROOT / "samples"
+START_TIMEOUT_S = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningServer:
+    """A `zeroserve serve` child process and the URL it answers on."""
+
+    process: subprocess.Popen[str]
+    url: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def start_server(target: Path | str, log_path: Path, *extra: str) -> RunningServer:
+    """Start `zeroserve serve` and return once it listens (readiness is the caller's to await)."""
+    port = free_port()
+    command = [sys.executable, "-m", "zeroserve", "serve", str(target), "--port", str(port), *extra]
+    with log_path.open("w") as log:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True)
+    server = RunningServer(process, f"http://127.0.0.1:{port}", log_path)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return server  # exited; the caller checks why
+        try:
+            httpx.get(f"{server.url}/v2/health/live", timeout=1.0)
+            return server
+        except httpx.TransportError:
+            time.sleep(0.05)
+    server.stop()
+    raise AssertionError(f"server did not listen within {START_TIMEOUT_S}s:\n{server.log()}")
+
+
+def wait_ready(server: RunningServer, model: str, timeout: float = START_TIMEOUT_S) -> None:
+    """Poll the model's v2 readiness route until it says ready."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert server.process.poll() is None, f"server exited early:\n{server.log()}"
+        response = httpx.get(f"{server.url}/v2/models/{model}/ready", timeout=2.0)
+        if response.status_code == 200 and response.json().get("ready"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"model {model} not ready within {timeout}s:\n{server.log()}")
+
+
+@pytest.fixture(scope="session")
+def iris_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of samples/iris with a freshly trained model.joblib, trained by the sample's script."""
+    folder = tmp_path_factory.mktemp("iris")
+    shutil.copy(SAMPLES / "iris" / "model.py", folder / "model.py")
+    subprocess.run(
+        [sys.executable, str(SAMPLES / "iris" / "train.py"), str(folder / "model.joblib")],
+        check=True,
+        timeout=120,
+    )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def iris_server(iris_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    server = start_server(iris_dir / "model.py", tmp_path_factory.mktemp("log") / "iris.log")
+    wait_ready(server, "iris")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def fixtures_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One server for every predictor in tests/fixtures/predictors/, with a 64 KiB body limit."""
+    log = tmp_path_factory.mktemp("log") / "fixtures.log"
+    server = start_server(FIXTURES / "predictors", log, "--max-body-size", "64KiB")
+    for name in ("echo", "failing", "tuned", "async-double"):
+        wait_ready(server, name)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def subprocess_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONUNBUFFERED": "1"}
