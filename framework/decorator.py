@@ -30,9 +30,7 @@ def predictor(cls: T, /) -> T: ...
 
 
 @overload
-def predictor(
-    cls: None = None, /, **settings: Any
-) -> Callable[[T], T]: ...
+def predictor(cls: None = None, /, **settings: Any) -> Callable[[T], T]: ...
 
 
 def predictor(cls: T | None = None, /, **settings: Any) -> T | Callable[[T], T]:
@@ -95,9 +93,12 @@ def _check_load(cls: type, owner: str, settings: dict[str, Any]) -> bool:
         raise SpecError(f"{owner}.load must be a method, not {type(load).__name__}")
     if inspect.iscoroutinefunction(load):
         raise SpecError(f"{owner}.load must be a plain `def`, not `async def`: it runs in a thread")
-    params = [p for p in list(inspect.signature(load).parameters.values())[1:]
-              if p.default is inspect.Parameter.empty
-              and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+    params = [
+        p
+        for p in list(inspect.signature(load).parameters.values())[1:]
+        if p.default is inspect.Parameter.empty
+        and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    ]
     if len(params) > 1:
         raise SpecError(
             f"{owner}.load takes {len(params)} required arguments; it is called as "
@@ -116,7 +117,12 @@ def _check_warmup(cls: type, owner: str) -> None:
     warmup = getattr(cls, "warmup", None)
     if warmup is None:
         return
-    required = [p for p in list(inspect.signature(warmup).parameters.values())[1:]
-                if p.default is inspect.Parameter.empty]
+    required = [
+        p
+        for p in list(inspect.signature(warmup).parameters.values())[1:]
+        if p.default is inspect.Parameter.empty
+    ]
     if required or inspect.iscoroutinefunction(warmup):
-        raise SpecError(f"{owner}.warmup must be a plain `def warmup(self) -> None` with no arguments")
+        raise SpecError(
+            f"{owner}.warmup must be a plain `def warmup(self) -> None` with no arguments"
+        )

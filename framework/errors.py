@@ -3,8 +3,8 @@
 Hierarchy::
 
     ZeroserveError            root: every error zeroserve raises on purpose
-    ├── SpecError             a @predictor declaration that cannot work (raised at decoration time)
-    ├── UsageError            a user mistake outside a request: a bad path, no predictor, port in use
+    ├── SpecError             a @predictor declaration that cannot work (at decoration time)
+    ├── UsageError            a mistake outside a request: a bad path, no predictor, port in use
     ├── RequestError          a request the server refuses; the client can fix it
     │   ├── InvalidPayload    the body does not fit the predictor's request schema (400)
     │   └── PayloadTooLarge   the body is over the configured size limit (413)

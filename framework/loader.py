@@ -7,6 +7,7 @@ import importlib.util
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from urllib.parse import urlparse
 
 from zeroserve.decorator import Declaration, declaration_of
@@ -48,7 +49,9 @@ def find_predictors(target: str) -> list[FoundPredictor]:
     path_text, _, class_name = target.partition(":")
     path = Path(path_text).expanduser()
     if not path.exists():
-        raise UsageError(f"{path_text}: no such file or folder; give a .py file or a folder of them")
+        raise UsageError(
+            f"{path_text}: no such file or folder; give a .py file or a folder of them"
+        )
     files = sorted(path.glob("*.py")) if path.is_dir() else [path]
     found = [item for file in files for item in _predictors_in(file)]
     if class_name:
@@ -77,7 +80,7 @@ def _predictors_in(file: Path) -> list[FoundPredictor]:
     return found
 
 
-def _import_file(file: Path) -> object:
+def _import_file(file: Path) -> ModuleType:
     digest = hashlib.sha256(str(file).encode()).hexdigest()[:12]
     module_name = f"zeroserve_user_{file.stem}_{digest}"
     if module_name in sys.modules:

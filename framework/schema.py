@@ -103,7 +103,7 @@ class PredictSignature:
     def bind_v2(self, inputs: Mapping[str, Any], parameters: object) -> dict[str, Any]:
         """Validate v2 input tensors (name -> nested list) into call kwargs."""
         if len(inputs) == 1:
-            (name, value), = inputs.items()
+            ((name, value),) = inputs.items()
         elif self.instances.name in inputs:
             name, value = self.instances.name, inputs[self.instances.name]
         else:

@@ -106,7 +106,7 @@ class PredictorSpec(BaseModel):
 
 
 def build_spec(owner: str, fields: dict[str, Any]) -> PredictorSpec:
-    """Validate ``fields`` into a PredictorSpec, or raise SpecError that names key, value and fix."""
+    """Validate ``fields`` into a PredictorSpec, or raise SpecError naming key, value, fix."""
     try:
         return PredictorSpec(**fields)
     except ValidationError as exc:

@@ -83,7 +83,7 @@ def wait_ready(server: RunningServer, model: str, timeout: float = START_TIMEOUT
 
 @pytest.fixture(scope="session")
 def iris_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of samples/iris with a freshly trained model.joblib, trained by the sample's script."""
+    """A copy of samples/iris with a freshly trained model.joblib."""
     folder = tmp_path_factory.mktemp("iris")
     shutil.copy(SAMPLES / "iris" / "model.py", folder / "model.py")
     subprocess.run(
@@ -95,7 +95,9 @@ def iris_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def iris_server(iris_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+def iris_server(
+    iris_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
     server = start_server(iris_dir / "model.py", tmp_path_factory.mktemp("log") / "iris.log")
     wait_ready(server, "iris")
     yield server
@@ -107,7 +109,7 @@ def fixtures_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runnin
     """One server for every predictor in tests/fixtures/predictors/, with a 64 KiB body limit."""
     log = tmp_path_factory.mktemp("log") / "fixtures.log"
     server = start_server(FIXTURES / "predictors", log, "--max-body-size", "64KiB")
-    for name in ("echo", "failing", "tuned", "async-double"):
+    for name in ("echo", "failing", "tuned", "async-double", "slow"):
         wait_ready(server, name)
     yield server
     server.stop()

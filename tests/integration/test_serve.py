@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import subprocess
+import threading
+import time
 import sys
 from pathlib import Path
 
@@ -37,8 +39,14 @@ def test_iris_v2_tensor_matches_the_model_own_predict(
     expected = joblib.load(iris_dir / "model.joblib").predict(sample).tolist()
     body = {
         "id": "req-1",
-        "inputs": [{"name": "flowers", "shape": list(sample.shape), "datatype": "FP64",
-                    "data": sample.flatten().tolist()}],
+        "inputs": [
+            {
+                "name": "flowers",
+                "shape": list(sample.shape),
+                "datatype": "FP64",
+                "data": sample.flatten().tolist(),
+            }
+        ],
     }
     response = httpx.post(f"{iris_server.url}/v2/models/iris/infer", json=body, timeout=30)
     assert response.status_code == 200, response.text
@@ -130,7 +138,9 @@ def test_oversized_chunked_body_is_413(fixtures_server: RunningServer) -> None:
         yield b'"]}'
 
     response = httpx.post(
-        f"{fixtures_server.url}/v1/models/echo:predict", content=chunks(), timeout=30,
+        f"{fixtures_server.url}/v1/models/echo:predict",
+        content=chunks(),
+        timeout=30,
         headers={"content-type": "application/json"},
     )
     assert response.status_code == 413
@@ -163,7 +173,7 @@ def test_kserve_routes_are_served(fixtures_server: RunningServer) -> None:
     assert httpx.get(f"{url}/v2/health/ready").status_code == 200
     assert httpx.get(f"{url}/v1/models/echo").json() == {"name": "echo", "ready": True}
     listed = httpx.get(f"{url}/v1/models").json()["models"]
-    assert sorted(listed) == ["async-double", "echo", "failing", "tuned"]
+    assert sorted(listed) == ["async-double", "echo", "failing", "slow", "tuned"]
     metadata = httpx.get(f"{url}/v2/models/tuned").json()
     assert metadata["inputs"][0]["name"] == "instances"
     assert "paths" in httpx.get(f"{url}/openapi.json").json()
@@ -220,3 +230,35 @@ def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
     wait_ready(server, "echo")
     assert server.stop() == 0, server.log()
     assert sys.executable  # the child was started with this interpreter, not a shim
+
+
+def test_slow_sync_predict_moves_to_a_thread(
+    fixtures_server: RunningServer, tmp_path: Path
+) -> None:
+    """After a few slow calls, a slow plain-def predict no longer blocks health checks."""
+    for _ in range(3):
+        assert v1(fixtures_server, "slow", {"instances": [1]}).status_code == 200
+    assert "later calls run in a thread" in fixtures_server.log()
+    started_flag = tmp_path / "started"
+    finished: dict[str, float] = {}
+
+    def slow_request() -> None:
+        v1(
+            fixtures_server,
+            "slow",
+            {"instances": [2], "parameters": {"started_flag": str(started_flag)}},
+        )
+        finished["predict"] = time.monotonic()
+
+    worker = threading.Thread(target=slow_request)
+    worker.start()
+    deadline = time.monotonic() + 10
+    while not started_flag.exists() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert started_flag.exists()
+    # The prediction is in flight now; the health check must not wait for it.
+    live = httpx.get(f"{fixtures_server.url}/v2/health/live", timeout=10)
+    finished["live"] = time.monotonic()
+    worker.join(timeout=30)
+    assert live.status_code == 200
+    assert finished["live"] < finished["predict"]

@@ -1,0 +1,51 @@
+"""``python -m bench [NAME ...]``: run benchmarks, each in its own process, and print a table."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+BENCHMARKS = ("overhead",)
+
+
+def run(name: str) -> dict[str, object]:
+    """Run ``bench.NAME`` in a fresh interpreter, echo its output, return its last JSON line."""
+    process = subprocess.run(
+        [sys.executable, "-m", f"bench.{name}"], capture_output=True, text=True, check=False
+    )
+    sys.stdout.write(process.stdout)
+    lines = [line for line in process.stdout.splitlines() if line.startswith("{")]
+    if process.returncode != 0 or not lines:
+        sys.stderr.write(process.stderr[-4000:])
+        return {"bench": name, "ratio": None, "goal": None, "met": False, "error": "failed"}
+    return dict(json.loads(lines[-1]))
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(BENCHMARKS)
+    unknown = [name for name in names if name not in BENCHMARKS]
+    if unknown:
+        print(
+            f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}",
+            file=sys.stderr,
+        )
+        return 2
+    table = Table("benchmark", "ratio", "goal", "met")
+    results = [run(name) for name in names]
+    for result in results:
+        table.add_row(
+            str(result["bench"]),
+            str(result["ratio"]),
+            str(result["goal"]),
+            "yes" if result["met"] else "NO",
+        )
+    Console().print(table)
+    return 0 if all(result["met"] for result in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,50 @@
+"""Start a server process for a benchmark and wait on its readiness route."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running(
+    command: list[str], ready_url: str, log: Path, timeout: float = 120.0
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``command`` until the block ends; enter the block once ``ready_url`` answers 200."""
+    with log.open("wb") as sink:
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        wait_ready(process, ready_url, log, timeout)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_ready(process: subprocess.Popen[bytes], url: str, log: Path, timeout: float) -> float:
+    """Poll ``url`` until it answers 200; return the seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited:\n{log.read_text()[-3000:]}")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return time.monotonic() - started
+        time.sleep(0.02)
+    raise RuntimeError(f"{url} not ready after {timeout}s:\n{log.read_text()[-3000:]}")

@@ -1,0 +1,152 @@
+"""The `zeroserve` command line: one-line errors with exit code 2, --debug, predict client."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FIXTURES, RunningServer, start_server, wait_ready
+
+pytestmark = pytest.mark.integration
+
+
+def zeroserve(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "zeroserve", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_version() -> None:
+    result = zeroserve("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == "zeroserve, version 0.1.0"
+
+
+def test_missing_file_exits_2_with_one_line(tmp_path: Path) -> None:
+    result = zeroserve("serve", str(tmp_path / "nope.py"))
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip() == f"error: {tmp_path / 'nope.py'}: no such file or folder; "
+        "give a .py file or a folder of them"
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_file_without_predictor_exits_2(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.py"
+    plain.write_text("class NotAModel:\n    pass\n")
+    result = zeroserve("serve", str(plain))
+    assert result.returncode == 2
+    assert "no @predictor class found" in result.stderr
+
+
+def test_unknown_class_exits_2() -> None:
+    result = zeroserve("serve", f"{FIXTURES / 'predictors' / 'echo.py'}:Missing")
+    assert result.returncode == 2
+    assert "has no @predictor class named Missing" in result.stderr
+
+
+def test_bad_declaration_exits_2_with_the_fix(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        "from zeroserve import predictor\n\n"
+        "@predictor(min_replicas=3, max_replicas=1)\n"
+        "class Bad:\n"
+        "    def predict(self, instances: list[int]) -> list[int]:\n"
+        "        return instances\n"
+    )
+    result = zeroserve("serve", str(bad))
+    assert result.returncode == 2
+    assert "min_replicas=3 is greater than max_replicas=1" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_import_error_names_the_line(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.py"
+    broken.write_text("import os\n\nraise RuntimeError('missing dependency')\n")
+    result = zeroserve("serve", str(broken))
+    assert result.returncode == 2
+    assert "importing broken.py failed at line 3: RuntimeError: missing dependency" in result.stderr
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    result = zeroserve("--debug", "serve", str(tmp_path / "nope.py"))
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr
+
+
+def test_port_in_use_exits_2() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = zeroserve("serve", str(FIXTURES / "predictors" / "echo.py"), "--port", str(port))
+    assert result.returncode == 2
+    assert f"port {port} on 127.0.0.1 is in use" in result.stderr
+
+
+def test_bad_size_flag_exits_2() -> None:
+    result = zeroserve("serve", str(FIXTURES / "predictors" / "echo.py"), "--max-body-size", "lots")
+    assert result.returncode == 2
+    assert "'lots' is not a size" in result.stderr
+
+
+def test_predict_prints_the_response(fixtures_server: RunningServer) -> None:
+    result = zeroserve(
+        "predict", "echo", "--url", fixtures_server.url, "--data", '{"instances": [1, 2]}'
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"predictions": [1, 2]}
+
+
+def test_predict_v2_reads_a_file(fixtures_server: RunningServer, tmp_path: Path) -> None:
+    body = tmp_path / "body.json"
+    body.write_text(
+        json.dumps({"inputs": [{"name": "x", "shape": [2], "datatype": "INT64", "data": [4, 5]}]})
+    )
+    result = zeroserve(
+        "predict", "async-double", "--v2", "--url", fixtures_server.url, "--data", f"@{body}"
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["outputs"][0]["data"] == [8, 10]
+
+
+def test_predict_error_response_exits_1(fixtures_server: RunningServer) -> None:
+    result = zeroserve(
+        "predict", "async-double", "--url", fixtures_server.url, "--data", '{"instances": ["x"]}'
+    )
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["type"] == "InvalidPayload"
+
+
+def test_predict_without_server_exits_2() -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    result = zeroserve("predict", "echo", "--url", f"http://127.0.0.1:{port}", "--data", "{}")
+    assert result.returncode == 2
+    assert "is `zeroserve serve` running there?" in result.stderr
+
+
+def test_predict_bad_json_exits_2() -> None:
+    result = zeroserve("predict", "echo", "--data", "{not json")
+    assert result.returncode == 2
+    assert "--data is not valid JSON" in result.stderr
+
+
+def test_ctrl_c_exits_0_without_traceback(tmp_path: Path) -> None:
+    server = start_server(FIXTURES / "predictors" / "echo.py", tmp_path / "echo.log")
+    wait_ready(server, "echo")
+    server.process.send_signal(signal.SIGINT)
+    assert server.process.wait(timeout=30) == 0
+    assert "Traceback" not in server.log()
