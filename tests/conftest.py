@@ -49,12 +49,16 @@ class RunningServer:
         return self.process.returncode
 
 
-def start_server(target: Path | str, log_path: Path, *extra: str) -> RunningServer:
+def start_server(
+    target: Path | str, log_path: Path, *extra: str, env: dict[str, str] | None = None
+) -> RunningServer:
     """Start `zeroserve serve` and return once it listens (readiness is the caller's to await)."""
     port = free_port()
     command = [sys.executable, "-m", "zeroserve", "serve", str(target), "--port", str(port), *extra]
     with log_path.open("w") as log:  # the child keeps its own copy of the descriptor
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, text=True, env=env
+        )
     server = RunningServer(process, f"http://127.0.0.1:{port}", log_path)
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import time
-import sys
 from pathlib import Path
 
 import httpx
@@ -195,14 +195,8 @@ def test_binds_loopback_only(fixtures_server: RunningServer) -> None:
 
 def test_ready_only_after_load(tmp_path: Path) -> None:
     gate = tmp_path / "gate"
-    env_target = FIXTURES / "broken" / "slow_load.py"
-    import os
-
-    os.environ["SLOW_LOAD_GATE"] = str(gate)
-    try:
-        server = start_server(env_target, tmp_path / "slow.log")
-    finally:
-        del os.environ["SLOW_LOAD_GATE"]
+    env = {**os.environ, "SLOW_LOAD_GATE": str(gate)}
+    server = start_server(FIXTURES / "broken" / "slow_load.py", tmp_path / "slow.log", env=env)
     try:
         ready = httpx.get(f"{server.url}/v2/models/slow-load/ready", timeout=5)
         assert ready.status_code == 503 or ready.json()["ready"] is False
@@ -229,7 +223,7 @@ def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
     server = start_server(FIXTURES / "predictors" / "echo.py", tmp_path / "echo.log")
     wait_ready(server, "echo")
     assert server.stop() == 0, server.log()
-    assert sys.executable  # the child was started with this interpreter, not a shim
+    assert "stopped by SIGTERM" in server.log()
 
 
 def test_slow_sync_predict_moves_to_a_thread(
