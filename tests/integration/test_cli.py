@@ -42,12 +42,24 @@ def test_missing_file_exits_2_with_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_file_without_predictor_exits_2(tmp_path: Path) -> None:
-    plain = tmp_path / "plain.py"
-    plain.write_text("class NotAModel:\n    pass\n")
-    result = zeroserve("serve", str(plain))
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("class NotAModel:\n    pass\n", "no @predictor class found"),
+        (
+            "import os\n\nraise RuntimeError('missing dependency')\n",
+            "importing model.py failed at line 3: RuntimeError: missing dependency",
+        ),
+        ("def broken(:\n", "importing model.py failed at line 1: SyntaxError"),
+    ],
+)
+def test_unusable_model_file_exits_2(tmp_path: Path, source: str, message: str) -> None:
+    model = tmp_path / "model.py"
+    model.write_text(source)
+    result = zeroserve("serve", str(model))
     assert result.returncode == 2
-    assert "no @predictor class found" in result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_unknown_class_exits_2() -> None:
@@ -69,14 +81,6 @@ def test_bad_declaration_exits_2_with_the_fix(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "min_replicas=3 is greater than max_replicas=1" in result.stderr
     assert "Traceback" not in result.stderr
-
-
-def test_import_error_names_the_line(tmp_path: Path) -> None:
-    broken = tmp_path / "broken.py"
-    broken.write_text("import os\n\nraise RuntimeError('missing dependency')\n")
-    result = zeroserve("serve", str(broken))
-    assert result.returncode == 2
-    assert "importing broken.py failed at line 3: RuntimeError: missing dependency" in result.stderr
 
 
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:

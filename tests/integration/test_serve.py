@@ -256,3 +256,20 @@ def test_slow_sync_predict_moves_to_a_thread(
     worker.join(timeout=30)
     assert live.status_code == 200
     assert finished["live"] < finished["predict"]
+
+
+def test_v2_bytes_tensor_in_and_out(fixtures_server: RunningServer) -> None:
+    body = {"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": ["ab", "cd"]}]}
+    response = httpx.post(f"{fixtures_server.url}/v2/models/failing/infer", json=body, timeout=30)
+    assert response.status_code == 200, response.text
+    (output,) = response.json()["outputs"]
+    assert (output["datatype"], output["shape"], output["data"]) == ("BYTES", [2], ["AB", "CD"])
+
+
+def test_v2_wrong_tensor_type_is_400(fixtures_server: RunningServer) -> None:
+    body = {"inputs": [{"name": "x", "shape": [1], "datatype": "BYTES", "data": ["seven"]}]}
+    response = httpx.post(
+        f"{fixtures_server.url}/v2/models/async-double/infer", json=body, timeout=30
+    )
+    assert response.status_code == 400
+    assert response.json()["details"][0]["field"] == "inputs[x][0]"
