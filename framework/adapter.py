@@ -14,8 +14,11 @@ import numpy as np
 import orjson
 
 from zeroserve._kserve import kserve_argv
+from zeroserve.batched import BatcherPool
+from zeroserve.batching import BatchObserver
 from zeroserve.decorator import Declaration
-from zeroserve.errors import InvalidPayload, LoadError, PredictError
+from zeroserve.errors import InvalidPayload, LoadError, PredictError, ZeroserveError
+from zeroserve.metrics import PrometheusBatchObserver
 
 with kserve_argv():
     import kserve
@@ -33,7 +36,13 @@ class PredictorModel(kserve.Model):  # type: ignore[misc]
     Readiness turns true only after ``load()`` and ``warmup()`` returned.
     """
 
-    def __init__(self, user_class: type, declaration: Declaration, model_dir: Path | None) -> None:
+    def __init__(
+        self,
+        user_class: type,
+        declaration: Declaration,
+        model_dir: Path | None,
+        batch_observer: BatchObserver | None = None,
+    ) -> None:
         super().__init__(declaration.spec.name)
         self.declaration = declaration
         self.model_dir = model_dir
@@ -41,6 +50,13 @@ class PredictorModel(kserve.Model):  # type: ignore[misc]
         self.ready = False
         self.offload_predict = False
         self.slow_calls = 0
+        batching = declaration.spec.batching
+        self.batchers: BatcherPool | None = None
+        if batching is not None:
+            observer = batch_observer or PrometheusBatchObserver(self.name)
+            self.batchers = BatcherPool(
+                declaration.signature.instances.name, self._predict_batch, batching, observer
+            )
 
     def load(self) -> bool:
         """Run the user's load() and warmup(); raise LoadError naming the phase that failed."""
@@ -72,12 +88,32 @@ class PredictorModel(kserve.Model):  # type: ignore[misc]
         return {"predictions": _plain(await self._call(signature.bind_v1(payload)))}
 
     async def _call(self, kwargs: dict[str, Any]) -> Any:
+        if self.batchers is not None:
+            return await self.batchers.submit(kwargs)
         try:
             if self.declaration.signature.is_async:
                 return await self.instance.predict(**kwargs)
             return await self._call_sync(kwargs)
         except Exception as exc:
             logger.exception("predict() of model '%s' raised", self.name)
+            raise PredictError(model=self.name, cause=exc) from exc
+
+    async def _predict_batch(self, batch: list[Any], options: dict[str, Any]) -> list[Any]:
+        """One predict() call for a whole batch; a plain ``def`` runs in a thread."""
+        instances = {self.declaration.signature.instances.name: batch}
+        try:
+            if self.declaration.signature.is_async:
+                result = await self.instance.predict(**instances, **options)
+            else:
+                call = functools.partial(self.instance.predict, **instances, **options)
+                result = await asyncio.get_running_loop().run_in_executor(None, call)
+            return list(_plain(result))
+        except ZeroserveError:
+            raise
+        except Exception as exc:
+            logger.exception(
+                "predict() of model '%s' raised on a batch of %d", self.name, len(batch)
+            )
             raise PredictError(model=self.name, cause=exc) from exc
 
     async def _call_sync(self, kwargs: dict[str, Any]) -> Any:

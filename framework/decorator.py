@@ -75,6 +75,12 @@ def _declare(cls: T, settings: dict[str, Any]) -> T:
     _check_warmup(cls, owner)
     fields = {"name": name_from_class(owner), **settings}
     spec = build_spec(owner, fields)
+    if spec.batching is not None and signature.instances_schema().get("type") != "array":
+        raise SpecError(
+            f"{owner} declares batching, so requests are concatenated into one list: annotate "
+            f"predict's first argument as a list, e.g. `{signature.instances.name}: "
+            "list[list[float]]`, and return one result per instance"
+        )
     setattr(cls, SPEC_ATTRIBUTE, Declaration(spec, signature, takes_model_dir))
     return cls
 

@@ -7,8 +7,11 @@ Hierarchy::
     ├── UsageError            a mistake outside a request: a bad path, no predictor, port in use
     ├── RequestError          a request the server refuses; the client can fix it
     │   ├── InvalidPayload    the body does not fit the predictor's request schema (400)
-    │   └── PayloadTooLarge   the body is over the configured size limit (413)
+    │   ├── PayloadTooLarge   the body is over the configured size limit (413)
+    │   ├── BatchTooLarge     more instances than max_batch_size where splitting is off (413)
+    │   └── ModelNotBatched   batching settings asked of a model that does not batch (409)
     ├── PredictError          the predictor's own predict() raised (500)
+    ├── BatchResultMismatch   a batched predict() returned a wrong number of results (500)
     └── LoadError             the predictor's load() or warmup() raised; the server cannot serve it
 """
 
@@ -77,6 +80,42 @@ class PayloadTooLarge(RequestError):
         self.received_bytes = received_bytes
 
 
+class BatchTooLarge(RequestError):
+    """A request carries more instances than one batch holds, and splitting is off."""
+
+    def __init__(self, *, instances: int, max_batch_size: int) -> None:
+        super().__init__(
+            f"the request carries {instances} instances but a batch holds at most "
+            f"{max_batch_size} and this model does not split requests (Batching(split=False)); "
+            f"send at most {max_batch_size} instances per request"
+        )
+        self.instances = instances
+        self.max_batch_size = max_batch_size
+
+
+class ModelNotBatched(RequestError):
+    """Batching settings were read or changed for a model declared without batching."""
+
+    def __init__(self, *, model: str) -> None:
+        super().__init__(
+            f"model '{model}' does not batch; declare @predictor(batching=Batching(...)) to "
+            "enable batching"
+        )
+        self.model = model
+
+
+class BatchResultMismatch(ZeroserveError):
+    """A batched predict() returned a number of results other than one per instance."""
+
+    def __init__(self, *, instances: int, results: int) -> None:
+        super().__init__(
+            f"predict() returned {results} results for a batch of {instances} instances; "
+            "a batched predict must return exactly one result per instance, in order"
+        )
+        self.instances = instances
+        self.results = results
+
+
 class PredictError(ZeroserveError):
     """The predictor's predict() raised; the original exception is the cause."""
 
@@ -107,6 +146,9 @@ HTTP_STATUS: dict[type[ZeroserveError], int] = {
     RequestError: 400,
     InvalidPayload: 400,
     PayloadTooLarge: 413,
+    BatchTooLarge: 413,
+    ModelNotBatched: 409,
+    BatchResultMismatch: 500,
     PredictError: 500,
     LoadError: 503,
 }

@@ -15,10 +15,10 @@ import errno
 import logging
 import signal
 import socket
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import uvicorn
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from uvicorn.importer import import_from_string
@@ -26,72 +26,26 @@ from uvicorn.importer import import_from_string
 from zeroserve._kserve import kserve_argv
 from zeroserve.adapter import PredictorModel
 from zeroserve.errors import (
+    InvalidPayload,
     LoadError,
-    PayloadTooLarge,
+    ModelNotBatched,
     PredictError,
     UsageError,
     ZeroserveError,
     http_status_for,
 )
+from zeroserve.middleware import BodySizeLimit, CancelOnDisconnect
 from zeroserve.settings import ServerSettings
+from zeroserve.spec import Batching, describe_validation_error
 
 with kserve_argv():
     from kserve import ModelServer
     from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
-    from kserve.errors import ModelNotReady
+    from kserve.errors import ModelNotFound, ModelNotReady
     from kserve.protocol.rest.server import RESTServer
 
 logger = logging.getLogger("zeroserve")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
-class BodySizeLimit:
-    """ASGI middleware: a body over ``limit`` bytes answers 413 with a JSON error.
-
-    A declared ``Content-Length`` over the limit is refused before the body is read; a streamed
-    body is counted as it arrives and refused once it passes the limit.
-    """
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = _content_length(scope)
-        if declared is not None and declared > self.limit:
-            error = PayloadTooLarge(limit_bytes=self.limit, received_bytes=declared)
-            await JSONResponse(error.to_body(), status_code=413)(scope, receive, send)
-            return
-        received = 0
-
-        async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.limit:
-                raise PayloadTooLarge(limit_bytes=self.limit, received_bytes=received)
-            return message
-
-        await self.app(scope, counting_receive, send)
-
-
-def _content_length(scope: Scope) -> int | None:
-    for key, value in scope.get("headers", ()):
-        if key == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
 
 
 async def zeroserve_error_response(request: Request, exc: Exception) -> JSONResponse:
@@ -135,6 +89,55 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+class BatchingRoutes:
+    """``GET|PUT /zeroserve/models/NAME/batching``: read or change batching while serving."""
+
+    PATH = "/zeroserve/models/{name}/batching"
+
+    def __init__(self, registry: Any) -> None:
+        self.registry = registry
+
+    def install(self, app: Any) -> None:
+        app.add_api_route(self.PATH, self.read, methods=["GET"])
+        app.add_api_route(self.PATH, self.change, methods=["PUT"])
+
+    def _model(self, name: str) -> PredictorModel:
+        model = self.registry.get_model(name)
+        if model is None:
+            raise ModelNotFound(name)
+        if not isinstance(model, PredictorModel) or model.batchers is None:
+            raise ModelNotBatched(model=name)
+        return model
+
+    async def read(self, name: str) -> dict[str, Any]:
+        """The model's batching settings and how many instances wait in its queues."""
+        batchers = self._model(name).batchers
+        assert batchers is not None
+        return {
+            "model": name,
+            "batching": batchers.settings.model_dump(),
+            "queued_instances": batchers.queued_instances,
+        }
+
+    async def change(self, name: str, request: Request) -> dict[str, Any]:
+        """Merge the JSON body into the settings; the next batch uses them."""
+        batchers = self._model(name).batchers
+        assert batchers is not None
+        try:
+            changes = await request.json()
+        except ValueError:
+            raise InvalidPayload("the body must be a JSON object of batching settings") from None
+        if not isinstance(changes, dict):
+            raise InvalidPayload('the body must be a JSON object, e.g. {"max_latency_ms": 2}')
+        try:
+            settings = Batching.model_validate({**batchers.settings.model_dump(), **changes})
+        except ValidationError as exc:
+            raise InvalidPayload(f"batching: {describe_validation_error(exc)}") from None
+        batchers.update(settings)
+        logger.info("model '%s' batching is now %s", name, settings.model_dump())
+        return await self.read(name)
+
+
 class LocalModelServer(ModelServer):  # type: ignore[misc]
     """``kserve.ModelServer`` serving zeroserve predictors on a socket zeroserve bound."""
 
@@ -161,6 +164,9 @@ class LocalModelServer(ModelServer):  # type: ignore[misc]
         app = import_from_string(FASTAPI_APP_IMPORT_STRING)
         app.add_exception_handler(ZeroserveError, zeroserve_error_response)
         app.add_exception_handler(ModelNotReady, model_not_ready_response)
+        BatchingRoutes(self.registered_models).install(app)
+        if any(model.batchers is not None for model in models):
+            app.add_middleware(CancelOnDisconnect)
         app.add_middleware(BodySizeLimit, limit=self.settings.max_body_size)
         rest.config.host = self.settings.host
         rest.config.access_log = self.settings.access_log

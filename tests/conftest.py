@@ -122,3 +122,14 @@ def fixtures_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runnin
 @pytest.fixture
 def subprocess_env() -> dict[str, str]:
     return {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.fixture(scope="module")
+def batching_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """One server for every predictor in tests/fixtures/batching/."""
+    log = tmp_path_factory.mktemp("log") / "batching.log"
+    server = start_server(FIXTURES / "batching", log)
+    for name in ("recorder", "strict", "short", "held"):
+        wait_ready(server, name)
+    yield server
+    server.stop()

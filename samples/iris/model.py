@@ -1,6 +1,7 @@
 """The iris sample: a typed @predictor around a scikit-learn classifier.
 
 Train it first (python samples/iris/train.py), then: zeroserve serve samples/iris/model.py
+serves it as `iris`, and as `iris-batched` with adaptive batching.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Annotated
 import joblib
 from pydantic import Field
 
-from zeroserve import predictor
+from zeroserve import Batching, predictor
 
 # One iris flower: sepal length, sepal width, petal length, petal width (cm).
 Flower = Annotated[list[float], Field(min_length=4, max_length=4)]
@@ -29,3 +30,10 @@ class Iris:
 
     def predict(self, instances: list[Flower]) -> list[int]:
         return [int(label) for label in self.classifier.predict(instances)]
+
+
+@predictor(
+    name="iris-batched", max_replicas=2, batching=Batching(max_batch_size=32, max_latency_ms=5)
+)
+class IrisBatched(Iris):
+    """The same model with adaptive batching: concurrent requests share one predict() call."""

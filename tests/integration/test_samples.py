@@ -12,8 +12,9 @@ from zeroserve.loader import find_predictors
 
 @pytest.mark.timeout(120)
 def test_iris_sample_trains_loads_and_predicts(iris_dir: Path) -> None:
-    (found,) = find_predictors(str(iris_dir / "model.py"))
-    assert found.name == "iris"
+    found, batched = find_predictors(str(iris_dir / "model.py"))
+    assert (found.name, batched.name) == ("iris", "iris-batched")
+    assert batched.declaration.spec.batching is not None
     assert found.model_dir() == iris_dir.resolve()
     model = found.cls()
     model.load(found.model_dir())
@@ -24,6 +25,6 @@ def test_iris_sample_trains_loads_and_predicts(iris_dir: Path) -> None:
 
 
 def test_iris_load_says_how_to_train_when_the_model_is_missing(tmp_path: Path) -> None:
-    (found,) = find_predictors(str(Path(__file__).parents[2] / "samples" / "iris" / "model.py"))
+    found = find_predictors(str(Path(__file__).parents[2] / "samples" / "iris" / "model.py"))[0]
     with pytest.raises(FileNotFoundError, match="run python samples/iris/train.py"):
         found.cls().load(tmp_path)
