@@ -186,3 +186,17 @@ def test_iris_batched_matches_iris_under_concurrency(
 
     answers = concurrently(30, ask)
     assert [label for answer in answers for label in answer] == expected
+
+
+def test_v2_tensors_are_batched_along_the_first_dimension(batching_server: RunningServer) -> None:
+    def ask(index: int) -> httpx.Response:
+        body = {
+            "inputs": [
+                {"name": "x", "shape": [2], "datatype": "INT64", "data": [index, index * 10]}
+            ]
+        }
+        return httpx.post(f"{batching_server.url}/v2/models/strict/infer", json=body, timeout=60)
+
+    for index, response in enumerate(concurrently(6, ask)):
+        assert response.status_code == 200, response.text
+        assert response.json()["outputs"][0]["data"] == [index + 1, index * 10 + 1]
