@@ -16,6 +16,7 @@ import orjson
 from zeroserve._kserve import kserve_argv
 from zeroserve.batched import BatcherPool
 from zeroserve.batching import BatchObserver
+from zeroserve.coldstart import StartupTimeline
 from zeroserve.decorator import Declaration
 from zeroserve.errors import InvalidPayload, LoadError, PredictError, ZeroserveError
 from zeroserve.metrics import PrometheusBatchObserver
@@ -42,12 +43,14 @@ class PredictorModel(kserve.Model):  # type: ignore[misc]
         declaration: Declaration,
         model_dir: Path | None,
         batch_observer: BatchObserver | None = None,
+        timeline: StartupTimeline | None = None,
     ) -> None:
         super().__init__(declaration.spec.name)
         self.declaration = declaration
         self.model_dir = model_dir
         self.instance = user_class()
         self.ready = False
+        self.timeline = timeline or StartupTimeline()
         self.offload_predict = False
         self.slow_calls = 0
         batching = declaration.spec.batching
@@ -66,7 +69,8 @@ class PredictorModel(kserve.Model):  # type: ignore[misc]
                 continue
             args = (self.model_dir,) if phase == "load" and self.declaration.takes_model_dir else ()
             try:
-                method(*args)
+                with self.timeline.phase(phase, model=self.name):
+                    method(*args)
             except Exception as exc:
                 raise LoadError(model=self.name, phase=phase, cause=exc) from exc
         self.ready = True

@@ -7,13 +7,19 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from zeroserve import __version__
+from zeroserve.cli_artifacts import cache_group, models_group, push_command
+from zeroserve.coldstart import ColdStartError, exit_code_for
 from zeroserve.errors import SpecError, UsageError, ZeroserveError
 from zeroserve.settings import ServerSettings, Settings
+
+if TYPE_CHECKING:
+    from zeroserve.coldstart import StartupTimeline
+    from zeroserve.materialize import ModelFolders
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -30,6 +36,11 @@ class ZeroserveGroup(click.Group):
                 raise
             click.secho(f"error: {exc}", err=True, fg="red")
             ctx.exit(EXIT_USAGE if isinstance(exc, UsageError | SpecError) else EXIT_FAILURE)
+        except ColdStartError as exc:  # exit codes as documented for preload
+            if ctx.params.get("debug") or _env_debug():
+                raise
+            click.secho(f"error: {exc}", err=True, fg="red")
+            ctx.exit(exit_code_for(exc))
 
 
 def _env_debug() -> bool:
@@ -64,20 +75,43 @@ def serve(
     flags = {"port": port, "host": host, "max_body_size": max_body_size, "access_log": access_log}
     server_settings = _server_settings(settings.server, flags)
     _configure_logging()
-    from zeroserve.loader import find_predictors
+    from zeroserve.coldstart import ModelCache, StartupTimeline
 
-    found = find_predictors(target)
-    model_dirs = {item.name: item.model_dir() for item in found}
-    from zeroserve.server import LocalModelServer, bind_socket
+    timeline = StartupTimeline()
+    from zeroserve.materialize import ModelFolders, model_uris_in
 
-    sock = bind_socket(server_settings.host, server_settings.port)
-    from zeroserve.adapter import PredictorModel
+    folders = ModelFolders(ModelCache(settings.cache.root, settings.cache.budget), timeline)
+    folders.prefetch(model_uris_in(_python_files(target)))  # overlaps with the imports below
+    try:
+        _serve_found(target, server_settings, folders, timeline)
+    finally:
+        folders.close()
 
-    models = [PredictorModel(item.cls, item.declaration, model_dirs[item.name]) for item in found]
-    where = f"http://{server_settings.host}:{sock.getsockname()[1]}"
+
+def _serve_found(
+    target: str, settings: ServerSettings, folders: ModelFolders, timeline: StartupTimeline
+) -> None:
+    with timeline.phase("imports"):
+        from zeroserve.adapter import PredictorModel
+        from zeroserve.loader import find_predictors
+        from zeroserve.server import LocalModelServer, bind_socket
+
+        found = find_predictors(target)
+    sock = bind_socket(settings.host, settings.port)
+    model_dirs = {item.name: folders.folder_for(item) for item in found}
+    models = [
+        PredictorModel(item.cls, item.declaration, model_dirs[item.name], timeline=timeline)
+        for item in found
+    ]
+    where = f"http://{settings.host}:{sock.getsockname()[1]}"
     names = ", ".join(model.name for model in models)
     click.secho(f"zeroserve: serving {names} on {where} (docs at {where}/docs)", err=True)
-    LocalModelServer(server_settings).serve(models, sock)
+    LocalModelServer(settings).serve(models, sock, timeline)
+
+
+def _python_files(target: str) -> list[Path]:
+    path = Path(target.partition(":")[0])
+    return sorted(path.glob("*.py")) if path.is_dir() else [path]
 
 
 def _server_settings(base: ServerSettings, flags: dict[str, Any]) -> ServerSettings:
@@ -135,6 +169,11 @@ def _read_body(data: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError(f"--data is not valid JSON: {exc}") from None
+
+
+cli.add_command(push_command)
+cli.add_command(models_group)
+cli.add_command(cache_group)
 
 
 def main() -> None:

@@ -8,7 +8,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from urllib.parse import urlparse
 
 from zeroserve.decorator import Declaration, declaration_of
 from zeroserve.errors import SpecError, UsageError
@@ -25,23 +24,6 @@ class FoundPredictor:
     @property
     def name(self) -> str:
         return self.declaration.spec.name
-
-    def model_dir(self) -> Path:
-        """The folder handed to load(): the local model_uri, or the folder of the source file."""
-        uri = self.declaration.spec.model_uri
-        if uri is None:
-            return self.source.parent
-        parsed = urlparse(uri)
-        if parsed.scheme not in ("", "file"):
-            raise UsageError(
-                f"model '{self.name}': model_uri '{uri}' needs the cold-start cache, which this "
-                "version cannot fetch from yet; point model_uri at a local folder or file:// path"
-            )
-        path = Path(parsed.path if parsed.scheme else uri).expanduser()
-        path = path if path.is_absolute() else self.source.parent / path
-        if not path.is_dir():
-            raise UsageError(f"model '{self.name}': model_uri folder {path} does not exist")
-        return path.resolve()
 
 
 def find_predictors(target: str) -> list[FoundPredictor]:

@@ -25,6 +25,7 @@ from uvicorn.importer import import_from_string
 
 from zeroserve._kserve import kserve_argv
 from zeroserve.adapter import PredictorModel
+from zeroserve.coldstart import StartupTimeline
 from zeroserve.errors import (
     InvalidPayload,
     LoadError,
@@ -147,8 +148,14 @@ class LocalModelServer(ModelServer):  # type: ignore[misc]
         self.load_error: LoadError | None = None
         self._http: uvicorn.Server | None = None
 
-    def serve(self, models: list[PredictorModel], sock: socket.socket) -> None:
+    def serve(
+        self,
+        models: list[PredictorModel],
+        sock: socket.socket,
+        timeline: StartupTimeline | None = None,
+    ) -> None:
         """Serve until stopped (SIGINT/SIGTERM); raise LoadError if a model failed to load."""
+        self.timeline = timeline or StartupTimeline()
         for model in models:
             self.register_model(model)
             model.enable_latency_logging = self.enable_latency_logging
@@ -203,3 +210,5 @@ class LocalModelServer(ModelServer):  # type: ignore[misc]
                 self._http.should_exit = True
                 return
             logger.info("model '%s' is ready", model.name)
+        self.timeline.mark("ready", models=[model.name for model in models])
+        logger.info("%s", self.timeline.to_json())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, Field
@@ -46,10 +47,18 @@ class ServerSettings(BaseModel):
     access_log: bool = True
 
 
+class CacheSettings(BaseModel):
+    """Where fetched models are kept, and how much room they may take."""
+
+    root: Path = Path("~/.cache/zeroserve/models").expanduser()
+    budget: ByteSize = 20 * 1024**3
+
+
 class Settings(BaseSettings):
     """All of zeroserve's settings; ``ZEROSERVE_SERVER__PORT=9000`` sets ``server.port``."""
 
     model_config = SettingsConfigDict(env_prefix="ZEROSERVE_", env_nested_delimiter="__")
 
     server: ServerSettings = ServerSettings()
+    cache: CacheSettings = CacheSettings()
     debug: bool = False

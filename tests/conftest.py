@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
 
 import httpx
 import pytest
@@ -133,3 +137,94 @@ def batching_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runnin
         wait_ready(server, name)
     yield server
     server.stop()
+
+
+@dataclass
+class MotoS3:
+    """A real moto S3 server on 127.0.0.1, reached through boto3 like AWS."""
+
+    url: str
+    env: dict[str, str]
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    def new_bucket(self) -> str:
+        name = f"models-{uuid.uuid4().hex[:12]}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def start_recording(self) -> None:
+        httpx.post(f"{self.url}/moto-api/recorder/reset-recording", timeout=10)
+        httpx.post(f"{self.url}/moto-api/recorder/start-recording", timeout=10)
+
+    def recorded_gets(self, bucket: str) -> list[str]:
+        """Paths of the object GETs recorded since start_recording, one per request."""
+        text = httpx.get(f"{self.url}/moto-api/recorder/download-recording", timeout=30).text
+        paths = []
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            entry = json.loads(line)
+            url = urlparse(entry.get("url", ""))
+            if (
+                entry.get("method") == "GET"
+                and url.path.startswith(f"/{bucket}/")
+                and not url.query
+            ):
+                paths.append(url.path)
+        return paths
+
+
+@pytest.fixture(scope="session")
+def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with log.open("w") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        assert process.poll() is None, log.read_text()
+        try:
+            if httpx.get(f"{url}/moto-api/", timeout=1).status_code < 500:
+                break
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "moto server did not start"
+        time.sleep(0.05)
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    yield MotoS3(url, env)
+    process.terminate()
+    process.wait(timeout=20)
+
+
+@pytest.fixture
+def aws_env(moto_s3: MotoS3, monkeypatch: pytest.MonkeyPatch) -> MotoS3:
+    """Point boto3 in this process at the moto server."""
+    for key in (
+        "AWS_ENDPOINT_URL",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_DEFAULT_REGION",
+    ):
+        monkeypatch.setenv(key, moto_s3.env[key])
+    return moto_s3

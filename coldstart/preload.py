@@ -1,0 +1,90 @@
+"""Preload: resolve a model reference, fill the shared cache, expose the folder, read it ahead.
+
+Used as an init container (``python -m zeroserve.coldstart preload URI --cache DIR --into PATH``)
+and in process by the runtime. Exit codes: 0 ready; 2 bad arguments or reference; 3 not found;
+4 store access refused (credentials, permissions, network); 5 integrity (checksum mismatch or an
+unsafe manifest); 6 no room (cache budget or disk); 1 anything else.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from zeroserve.coldstart.artifacts import resolve
+from zeroserve.coldstart.cache import Lease, ModelCache
+from zeroserve.coldstart.errors import (
+    ArtifactNotFound,
+    CacheFull,
+    ColdStartError,
+    DiskFull,
+    ImmutableVersion,
+    IntegrityError,
+    ReferenceError_,
+    StoreAccessError,
+    UnsafeManifest,
+)
+from zeroserve.coldstart.fetch import Progress
+
+EXIT_CODES: dict[type[ColdStartError], int] = {
+    ReferenceError_: 2,
+    ImmutableVersion: 2,
+    ArtifactNotFound: 3,
+    StoreAccessError: 4,
+    IntegrityError: 5,
+    UnsafeManifest: 5,
+    CacheFull: 6,
+    DiskFull: 6,
+}
+READAHEAD_CHUNK = 8 * 1024 * 1024
+
+
+def exit_code_for(error: ColdStartError) -> int:
+    for klass in type(error).__mro__:
+        if klass in EXIT_CODES:
+            return EXIT_CODES[klass]
+    return 1
+
+
+def preload(
+    reference: str,
+    cache: ModelCache,
+    *,
+    into: Path | None = None,
+    readahead: bool = True,
+    progress: Progress | None = None,
+) -> Lease:
+    """Materialize ``reference`` in ``cache``; link it at ``into``; read its files ahead."""
+    artifact = resolve(reference)
+    lease = cache.materialize(artifact, progress=progress)
+    if into is not None:
+        expose(lease.path, into)
+    if readahead:
+        read_ahead(lease.path)
+    return lease
+
+
+def expose(entry: Path, into: Path) -> None:
+    """Make ``into`` show the entry without copying: a symlink, or links inside an empty folder."""
+    if into.is_symlink() or not into.exists():
+        if into.is_symlink():
+            into.unlink()
+        into.parent.mkdir(parents=True, exist_ok=True)
+        into.symlink_to(entry, target_is_directory=True)
+        return
+    if any(into.iterdir()):
+        raise ReferenceError_(f"{into} is not empty; preload links the model into an empty folder")
+    for child in entry.iterdir():
+        (into / child.name).symlink_to(child, target_is_directory=child.is_dir())
+
+
+def read_ahead(folder: Path) -> None:
+    """Ask the kernel to bring every file into the page cache, so load() reads from memory."""
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file():
+            continue
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+        finally:
+            os.close(fd)
