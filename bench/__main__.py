@@ -9,7 +9,7 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-BENCHMARKS = ("overhead", "batching")
+BENCHMARKS = ("overhead", "batching", "coldstart")
 
 
 def run(name: str) -> dict[str, object]:
