@@ -71,12 +71,14 @@ def _fetch_whole(store: ObjectStore, entry: FileEntry, root: Path, report: Progr
         while written < entry.size:
             try:
                 with contextlib.closing(store.open_range(entry.path, start=written)) as stream:
-                    written += _copy(stream, sink, hasher, report, limit=entry.size - written)
+                    _copy(stream, sink, hasher, report, limit=entry.size - written)
             except (ArtifactNotFound, StoreAccessError):
                 raise
             except Exception as exc:
                 attempt += 1
                 _backoff(entry, attempt, exc)
+            finally:
+                written = sink.tell()  # what reached the file (and the hash), even on failure
         os.fsync(sink.fileno())
     return _checked(entry, hasher.hexdigest(), written, target)
 
@@ -178,7 +180,7 @@ def _disk_error(target: Path, exc: OSError) -> ColdStartError:
     return ColdStartError(f"writing {target}: {exc}")
 
 
-def _copy(stream: BinaryIO, sink: BinaryIO, hasher: Any, report: Progress, *, limit: int) -> int:
+def _copy(stream: BinaryIO, sink: BinaryIO, hasher: Any, report: Progress, *, limit: int) -> None:
     copied = 0
     while copied < limit:
         chunk = stream.read(min(CHUNK, limit - copied))
@@ -188,7 +190,6 @@ def _copy(stream: BinaryIO, sink: BinaryIO, hasher: Any, report: Progress, *, li
         hasher.update(chunk)
         report(len(chunk))
         copied += len(chunk)
-    return copied
 
 
 def _write(sink: BinaryIO, data: bytes) -> None:
