@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,6 +14,7 @@ import click
 
 from zeroserve import __version__
 from zeroserve.cli_artifacts import cache_group, models_group, push_command
+from zeroserve.cli_kube import build_command, package_command, render_command
 from zeroserve.coldstart import ColdStartError, exit_code_for
 from zeroserve.errors import SpecError, UsageError, ZeroserveError
 from zeroserve.settings import ServerSettings, Settings
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from zeroserve.materialize import ModelFolders
 
 EXIT_USAGE = 2
+REMOTE = re.compile(r"^[a-z][a-z0-9+.-]*://")
 EXIT_FAILURE = 1
 
 
@@ -71,7 +74,8 @@ def serve(
     max_body_size: str | None,
     access_log: bool | None,
 ) -> None:
-    """Serve the @predictor classes in PATH (a .py file or a folder of them)."""
+    """Serve the @predictor classes in PATH (a .py file or a folder of them, or the URI of a
+    code artifact made by `zeroserve package`)."""
     flags = {"port": port, "host": host, "max_body_size": max_body_size, "access_log": access_log}
     server_settings = _server_settings(settings.server, flags)
     _configure_logging()
@@ -81,6 +85,8 @@ def serve(
     from zeroserve.materialize import ModelFolders, model_uris_in
 
     folders = ModelFolders(ModelCache(settings.cache.root, settings.cache.budget), timeline)
+    if REMOTE.match(target):  # a code artifact, as the cluster runtime gets it
+        target = str(folders.code_folder(target))
     folders.prefetch(model_uris_in(_python_files(target)))  # overlaps with the imports below
     try:
         _serve_found(target, server_settings, folders, timeline)
@@ -174,6 +180,9 @@ def _read_body(data: str) -> Any:
 cli.add_command(push_command)
 cli.add_command(models_group)
 cli.add_command(cache_group)
+cli.add_command(render_command)
+cli.add_command(package_command)
+cli.add_command(build_command)
 
 
 def main() -> None:

@@ -60,6 +60,16 @@ class ModelFolders:
         logger.info("model %s: %s (%s)", uri, state, lease.path)
         return lease
 
+    def code_folder(self, uri: str) -> Path:
+        """Fetch a code artifact (from `zeroserve package`) and return its folder."""
+        with self.timeline.phase("fetch_code", uri=uri):
+            try:
+                lease = self.cache.materialize(resolve(uri), notice=logger.info)
+            except ColdStartError as exc:
+                raise UsageError(f"code artifact {uri}: {exc}") from None
+        self.leases.append(lease)
+        return lease.path
+
     def folder_for(self, found: FoundPredictor) -> Path:
         """The folder handed to load(): model_uri's (fetched if remote) or the source's folder."""
         uri = found.declaration.spec.model_uri

@@ -61,4 +61,5 @@ class Settings(BaseSettings):
 
     server: ServerSettings = ServerSettings()
     cache: CacheSettings = CacheSettings()
+    repository: str = ""
     debug: bool = False

