@@ -77,6 +77,20 @@ def start_server(
     raise AssertionError(f"server did not listen within {START_TIMEOUT_S}s:\n{server.log()}")
 
 
+def run_zeroserve(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the `zeroserve` command line in a child process and capture what it prints."""
+    return subprocess.run(
+        [sys.executable, "-m", "zeroserve", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=env,
+    )
+
+
 def wait_ready(server: RunningServer, model: str, timeout: float = START_TIMEOUT_S) -> None:
     """Poll the model's v2 readiness route until it says ready."""
     deadline = time.monotonic() + timeout

@@ -5,25 +5,16 @@ from __future__ import annotations
 import json
 import signal
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURES, RunningServer, start_server, wait_ready
+from tests.conftest import FIXTURES, RunningServer, run_zeroserve, start_server, wait_ready
 
 pytestmark = pytest.mark.integration
 
 
-def zeroserve(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "zeroserve", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+zeroserve = run_zeroserve
 
 
 def test_version() -> None:

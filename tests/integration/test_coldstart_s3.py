@@ -32,6 +32,23 @@ def model_folder(root: Path, files: int = 4, size: int = 200_000) -> Path:
     return folder
 
 
+def cli_push(moto: MotoS3, folder: object, repository: str, name: str) -> None:
+    """`zeroserve push FOLDER REPOSITORY --name NAME --version v1` in a child process."""
+    command = [
+        sys.executable,
+        "-m",
+        "zeroserve",
+        "push",
+        str(folder),
+        repository,
+        "--name",
+        name,
+        "--version",
+        "v1",
+    ]
+    subprocess.run(command, env=moto.env, check=True, capture_output=True, timeout=120)
+
+
 def test_push_resolve_and_list_versions(aws_env: MotoS3, tmp_path: Path) -> None:
     bucket = aws_env.new_bucket()
     repo = f"s3://{bucket}/models"
@@ -108,24 +125,7 @@ def test_eight_processes_fetch_each_object_once(moto_s3: MotoS3, tmp_path: Path)
     bucket = moto_s3.new_bucket()
     repo = f"s3://{bucket}/models"
     folder = model_folder(tmp_path, files=6, size=2_000_000)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "zeroserve",
-            "push",
-            str(folder),
-            repo,
-            "--name",
-            "big",
-            "--version",
-            "v1",
-        ],
-        env=moto_s3.env,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    cli_push(moto_s3, str(folder), repo, "big")
     cache = tmp_path / "cache"
     moto_s3.start_recording()
     command = [
@@ -180,24 +180,7 @@ def test_preload_exit_codes(moto_s3: MotoS3, tmp_path: Path) -> None:
     assert preload(f"s3://{bucket}/models/iris@v1").returncode == 3
     assert preload(f"s3://{bucket}/models/iris@bad version").returncode == 2
     assert preload(f"s3://{bucket}/models/iris@sha256:abc").returncode == 2
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "zeroserve",
-            "push",
-            str(model_folder(tmp_path)),
-            f"s3://{bucket}/models",
-            "--name",
-            "iris",
-            "--version",
-            "v1",
-        ],
-        env=moto_s3.env,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    cli_push(moto_s3, str(model_folder(tmp_path)), f"s3://{bucket}/models", "iris")
     ready = preload(f"s3://{bucket}/models/iris@v1")
     assert ready.returncode == 0, ready.stderr
     exposed = tmp_path / "mnt" / "models"
@@ -210,24 +193,7 @@ def test_serve_loads_an_s3_model_through_the_cache(moto_s3: MotoS3, tmp_path: Pa
     weights = tmp_path / "weights"
     weights.mkdir()
     (weights / "scale.txt").write_text("3")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "zeroserve",
-            "push",
-            str(weights),
-            f"s3://{bucket}/models",
-            "--name",
-            "scaler",
-            "--version",
-            "v1",
-        ],
-        env=moto_s3.env,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    cli_push(moto_s3, str(weights), f"s3://{bucket}/models", "scaler")
     source = (FIXTURES / "s3_scaler.py").read_text().replace("BUCKET", bucket)
     (tmp_path / "scaler.py").write_text(source)
     env = {**moto_s3.env, "ZEROSERVE_CACHE__ROOT": str(tmp_path / "cache")}
