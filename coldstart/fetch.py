@@ -74,6 +74,11 @@ def _fetch_whole(store: ObjectStore, entry: FileEntry, root: Path, report: Progr
                     _copy(stream, sink, hasher, report, limit=entry.size - written)
             except (ArtifactNotFound, StoreAccessError):
                 raise
+            except OSError as exc:
+                if exc.errno == errno.ENOSPC:  # not transient: retrying cannot help
+                    raise _disk_error(target, exc) from None
+                attempt += 1
+                _backoff(entry, attempt, exc)
             except Exception as exc:
                 attempt += 1
                 _backoff(entry, attempt, exc)

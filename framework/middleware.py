@@ -69,11 +69,12 @@ class CancelOnDisconnect:
     its queue before dispatch instead of costing a place in a batch.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, paths: frozenset[str]) -> None:
         self.app = app
+        self.paths = paths  # only these routes pay for the watch (the batched models')
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] not in self.paths:
             await self.app(scope, receive, send)
             return
         exchange = _Exchange(receive, send)

@@ -172,8 +172,11 @@ class LocalModelServer(ModelServer):  # type: ignore[misc]
         app.add_exception_handler(ZeroserveError, zeroserve_error_response)
         app.add_exception_handler(ModelNotReady, model_not_ready_response)
         BatchingRoutes(self.registered_models).install(app)
-        if any(model.batchers is not None for model in models):
-            app.add_middleware(CancelOnDisconnect)
+        batched = [model.name for model in models if model.batchers is not None]
+        if batched:
+            paths = {f"/v1/models/{name}:predict" for name in batched}
+            paths |= {f"/v2/models/{name}/infer" for name in batched}
+            app.add_middleware(CancelOnDisconnect, paths=frozenset(paths))
         app.add_middleware(BodySizeLimit, limit=self.settings.max_body_size)
         rest.config.host = self.settings.host
         rest.config.access_log = self.settings.access_log

@@ -145,3 +145,30 @@ def test_ctrl_c_exits_0_without_traceback(tmp_path: Path) -> None:
     server.process.send_signal(signal.SIGINT)
     assert server.process.wait(timeout=30) == 0
     assert "Traceback" not in server.log()
+
+
+def test_cache_commands(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "weights.bin").write_bytes(b"w" * 5000)
+    repository = str(tmp_path / "repo")
+    pushed = zeroserve("push", str(model), repository, "--name", "m", "--version", "v1")
+    assert pushed.returncode == 0, pushed.stderr
+    assert "pushed: sha256:" in pushed.stdout
+    listed = zeroserve("models", "ls", f"{repository}/m")
+    assert "v1" in listed.stdout
+    cache = ("cache", "--cache", str(tmp_path / "cache"))
+    warmed = zeroserve(*cache, "warm", f"{repository}/m@v1")
+    assert warmed.returncode == 0, warmed.stderr
+    assert "fetched at" in warmed.stdout
+    assert " m " in zeroserve(*cache, "ls").stdout
+    (entry,) = (tmp_path / "cache" / "entries").iterdir()
+    (entry / "weights.bin").write_bytes(b"x" * 5000)
+    verified = zeroserve(*cache, "verify")
+    assert verified.returncode == 1
+    assert "weights.bin is missing or corrupt; removed" in verified.stdout
+    assert "0 entries intact, 1 removed" in verified.stdout
+    assert "0 of" in zeroserve(*cache, "gc").stdout
+    missing = zeroserve(*cache, "warm", f"{repository}/m@v2")
+    assert missing.returncode == 3
+    assert "no version v2" in missing.stderr
