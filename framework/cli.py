@@ -14,6 +14,14 @@ import click
 
 from zeroserve import __version__
 from zeroserve.cli_artifacts import cache_group, models_group, push_command
+from zeroserve.cli_deploy import (
+    delete_command,
+    deploy_command,
+    promote_command,
+    rollback_command,
+    rollout_command,
+    status_command,
+)
 from zeroserve.cli_kube import build_command, package_command, render_command
 from zeroserve.coldstart import ColdStartError, exit_code_for
 from zeroserve.errors import SpecError, UsageError, ZeroserveError
@@ -183,6 +191,15 @@ cli.add_command(cache_group)
 cli.add_command(render_command)
 cli.add_command(package_command)
 cli.add_command(build_command)
+for command in (
+    deploy_command,
+    status_command,
+    rollout_command,
+    promote_command,
+    rollback_command,
+    delete_command,
+):
+    cli.add_command(command)
 
 
 def main() -> None:

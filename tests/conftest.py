@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+MANIFESTS = ROOT / "manifests"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SAMPLES = ROOT / "samples"
 START_TIMEOUT_S = 60.0
@@ -242,3 +243,11 @@ def aws_env(moto_s3: MotoS3, monkeypatch: pytest.MonkeyPatch) -> MotoS3:
     ):
         monkeypatch.setenv(key, moto_s3.env[key])
     return moto_s3
+
+
+@pytest.fixture(scope="session")
+def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real kube-apiserver + etcd with KServe's CRDs (skipped, with the reason, if not built)."""
+    from tests.envtest import start
+
+    yield from start(tmp_path_factory.mktemp("envtest"))

