@@ -94,19 +94,19 @@ class Cluster:
         if expected_version:
             isvc = {**isvc, "metadata": {**metadata, "resourceVersion": expected_version}}
         with self._translated("apply", metadata["namespace"]):
-            return dict(
-                self.custom.patch_namespaced_custom_object(
-                    GROUP,
-                    VERSION,
-                    metadata["namespace"],
-                    PLURAL,
-                    metadata["name"],
-                    isvc,
-                    field_manager=FIELD_MANAGER,
-                    force=force,
-                    _content_type=APPLY,
-                )
+            applied = self.custom.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                metadata["namespace"],
+                PLURAL,
+                metadata["name"],
+                isvc,
+                field_manager=FIELD_MANAGER,
+                force=force,
+                _content_type=APPLY,
             )
+        # The generated client returns no body for 201 Created: read the object back.
+        return dict(applied) if applied else self.get(metadata["name"], metadata["namespace"])
 
     def resource_version(self, name: str, namespace: str) -> str | None:
         """The object's current resourceVersion, or None when it does not exist yet."""

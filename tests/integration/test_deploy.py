@@ -66,7 +66,13 @@ def write_status(
         },
     }
     custom_api(server).patch_namespaced_custom_object_status(
-        "serving.kserve.io", "v1beta1", namespace, "inferenceservices", name, {"status": status}
+        "serving.kserve.io",
+        "v1beta1",
+        namespace,
+        "inferenceservices",
+        name,
+        {"status": status},
+        _content_type="application/merge-patch+json",
     )
 
 
@@ -96,7 +102,9 @@ def test_deploy_is_listed_by_kubectl_and_redeploy_changes_nothing(
     assert "iris" in listed.stdout
     again = zs(deploy_env, "deploy", f"{iris_dir / 'model.py'}:Iris")
     assert "(generation 1)" in again.stdout  # same spec: server-side apply changed nothing
-    isvc = json.loads(apiserver.kubectl("get", "isvc", "iris", "-o", "json").stdout)
+    isvc = json.loads(
+        apiserver.kubectl("get", "isvc", "iris", "-o", "json", "--show-managed-fields").stdout
+    )
     managers = {entry["manager"] for entry in isvc["metadata"]["managedFields"]}
     assert "zeroserve" in managers
     assert isvc["spec"]["predictor"]["minReplicas"] == 0
