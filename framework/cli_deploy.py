@@ -115,16 +115,19 @@ def status_command(
     cluster = _cluster(kubeconfig)
     items = [cluster.get(name, namespace)] if name else cluster.list_models(namespace)
     statuses = [ModelStatus.of(item) for item in items]
+    replicas = {status.name: cluster.replicas(status.name, namespace) for status in statuses}
     if output_format == "json":
-        click.echo(json.dumps([status.__dict__ for status in statuses], indent=2))
+        rows = [{**status.__dict__, "replicas": replicas[status.name]} for status in statuses]
+        click.echo(json.dumps(rows, indent=2))
         return
-    table = Table("name", "ready", "url", "latest", "previous", "traffic")
+    table = Table("name", "ready", "url", "replicas", "latest", "previous", "traffic")
     for status in statuses:
         traffic = ", ".join(f"{rev} {pct}%" for rev, pct in status.traffic.items())
         table.add_row(
             status.name,
             "yes" if status.ready else "no",
             status.url,
+            str(replicas[status.name]),
             status.latest_revision,
             status.previous_revision,
             traffic,

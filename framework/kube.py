@@ -154,6 +154,14 @@ class Cluster:
         }
         return self.apply(body, force=True)
 
+    def replicas(self, name: str, namespace: str) -> int:
+        """Running pods of the model (0 when it has scaled to zero)."""
+        with self._translated("list pods", namespace):
+            pods = self.core.list_namespaced_pod(
+                namespace, label_selector=f"serving.kserve.io/inferenceservice={name}"
+            )
+        return sum(1 for pod in pods.items if (pod.status and pod.status.phase) == "Running")
+
     def events(self, name: str, namespace: str) -> list[dict[str, Any]]:
         with self._translated("list events", namespace):
             found = self.core.list_namespaced_event(

@@ -128,6 +128,7 @@ def test_status_rollout_promote_rollback_delete(
     assert iris["ready"] is True
     assert iris["url"] == "http://iris.default.example.com"
     assert iris["previous_revision"] == "iris-predictor-00001"
+    assert iris["replicas"] == 0  # no pods: at zero (no kubelet runs here)
     detail = zs(deploy_env, "status", "iris")
     assert "condition Ready=True" in detail.stdout
 
