@@ -154,7 +154,7 @@ def time_to_ready(scratch: Path, cache: Path, env: dict[str, str]) -> float:
         "-m",
         "zeroserve",
         "serve",
-        str(scratch / "iris.py"),
+        f"{scratch / 'iris.py'}:Iris",  # the sample's batched twin has no model_uri
         "--port",
         str(port),
         "--no-access-log",
