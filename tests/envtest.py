@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,17 +20,12 @@ import httpx
 import pytest
 import yaml
 
+from tests.conftest import free_port
 from tests.kube_schemas import SCHEMAS, require_schemas
 
 CACHE = Path(os.environ.get("ZEROSERVE_ENVTEST_CACHE", Path.home() / ".cache/zeroserve/envtest"))
 ADMIN_TOKEN = "zeroserve-envtest-admin"
 TEAM_A_TOKEN = "zeroserve-envtest-team-a"  # user alice in group team-a-developers
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -130,7 +124,7 @@ class _Processes:
 def start(folder: Path) -> Iterator[ApiServer]:
     binary = envtest_binary()
     require_schemas()
-    client, peer, secure = _free_port(), _free_port(), _free_port()
+    client, peer, secure = free_port(), free_port(), free_port()
     etcd_log = (folder / "etcd.log").open("wb")
     etcd = subprocess.Popen(
         [
