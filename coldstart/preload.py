@@ -36,7 +36,6 @@ EXIT_CODES: dict[type[ColdStartError], int] = {
     CacheFull: 6,
     DiskFull: 6,
 }
-READAHEAD_CHUNK = 8 * 1024 * 1024
 
 
 def exit_code_for(error: ColdStartError) -> int:

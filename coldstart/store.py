@@ -16,8 +16,6 @@ from urllib.parse import urlparse
 
 from zeroserve.coldstart.errors import ArtifactNotFound, ColdStartError, StoreAccessError
 
-CHUNK = 1024 * 1024
-
 
 @dataclass(frozen=True)
 class ObjectInfo:

@@ -43,7 +43,6 @@ class Parameter:
 
     name: str
     adapter: TypeAdapter[Any]
-    default: Any = inspect.Parameter.empty
 
 
 @dataclass(frozen=True)
@@ -83,7 +82,7 @@ class PredictSignature:
                     f"parameters, e.g. `{param.name}: float = 0.5`"
                 )
             adapter = TypeAdapter(hints.get(param.name, Any))
-            options.append(Parameter(param.name, adapter, param.default))
+            options.append(Parameter(param.name, adapter))
         return cls(
             instances=Parameter(first.name, TypeAdapter(hints[first.name])),
             options=tuple(options),
