@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -25,13 +24,17 @@ from zeroserve.cli_deploy import (
 from zeroserve.cli_kube import build_command, package_command, render_command
 from zeroserve.coldstart import ColdStartError, exit_code_for
 from zeroserve.errors import SpecError, UsageError, ZeroserveError
-from zeroserve.settings import ServerSettings, Settings
+from zeroserve.local.control import configure_logging
+from zeroserve.settings import LocalSettings, ServerSettings, Settings
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from zeroserve.coldstart import StartupTimeline
     from zeroserve.materialize import ModelFolders
 
 EXIT_USAGE = 2
+SettingsModel = TypeVar("SettingsModel", bound="BaseModel")
 REMOTE = re.compile(r"^[a-z][a-z0-9+.-]*://")
 EXIT_FAILURE = 1
 
@@ -73,33 +76,56 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--host", default=None, help="Address to bind [default: 127.0.0.1].")
 @click.option("--max-body-size", default=None, help="Largest request body, e.g. 32MiB.")
 @click.option("--access-log/--no-access-log", default=None, help="Log one line per request.")
+@click.option(
+    "--direct",
+    is_flag=True,
+    help="Serve every model in this one process, loaded now and never scaled (what a cluster "
+    "pod runs: Knative scales pods there).",
+)
+@click.option(
+    "--fork/--no-fork",
+    default=None,
+    help="Fork workers from a process that imported the model code once [default: fork].",
+)
+@click.option("--queue-limit", type=int, default=None, help="Requests held per model at zero.")
+@click.option("--start-timeout", type=float, default=None, help="Seconds a start may take.")
 @click.pass_obj
-def serve(
-    settings: Settings,
-    target: str,
-    port: int | None,
-    host: str | None,
-    max_body_size: str | None,
-    access_log: bool | None,
-) -> None:
+def serve(settings: Settings, /, target: str, direct: bool, **flags: Any) -> None:
     """Serve the @predictor classes in PATH (a .py file or a folder of them, or the URI of a
-    code artifact made by `zeroserve package`)."""
-    flags = {"port": port, "host": host, "max_body_size": max_body_size, "access_log": access_log}
-    server_settings = _server_settings(settings.server, flags)
-    _configure_logging()
+    code artifact made by `zeroserve package`).
+
+    Each model starts on its first request and scales back to zero when idle; add --direct to
+    load them all in this process instead."""
+    server_flags = {key: flags.pop(key) for key in ("port", "host", "max_body_size", "access_log")}
+    server_settings = _with_flags(settings.server, server_flags)
+    local_settings = _with_flags(settings.local, flags)
+    configure_logging()
     from zeroserve.coldstart import ModelCache, StartupTimeline
 
     timeline = StartupTimeline()
     from zeroserve.materialize import ModelFolders, model_uris_in
 
     folders = ModelFolders(ModelCache(settings.cache.root, settings.cache.budget), timeline)
-    if REMOTE.match(target):  # a code artifact, as the cluster runtime gets it
-        target = str(folders.code_folder(target))
-    folders.prefetch(model_uris_in(_python_files(target)))  # overlaps with the imports below
     try:
+        if REMOTE.match(target):  # a code artifact, as the cluster runtime gets it
+            target = str(folders.code_folder(target))
+        if not direct:
+            _serve_activated(target, server_settings, local_settings)
+            return
+        folders.prefetch(model_uris_in(_python_files(target)))  # overlaps with the imports below
         _serve_found(target, server_settings, folders, timeline)
     finally:
         folders.close()
+
+
+def _serve_activated(target: str, server: ServerSettings, local: LocalSettings) -> None:
+    from zeroserve.local.activator import Activator
+    from zeroserve.sockets import bind_socket
+
+    sock = bind_socket(server.host, server.port)
+    where = f"http://{server.host}:{sock.getsockname()[1]}"
+    click.secho(f"zeroserve: serving {target} on {where}; models start on demand", err=True)
+    Activator(target, server, local).serve(sock)
 
 
 def _serve_found(
@@ -108,7 +134,8 @@ def _serve_found(
     with timeline.phase("imports"):
         from zeroserve.adapter import PredictorModel
         from zeroserve.loader import find_predictors
-        from zeroserve.server import LocalModelServer, bind_socket
+        from zeroserve.server import LocalModelServer
+        from zeroserve.sockets import bind_socket
 
         found = find_predictors(target)
     sock = bind_socket(settings.host, settings.port)
@@ -128,25 +155,17 @@ def _python_files(target: str) -> list[Path]:
     return sorted(path.glob("*.py")) if path.is_dir() else [path]
 
 
-def _server_settings(base: ServerSettings, flags: dict[str, Any]) -> ServerSettings:
+def _with_flags(base: SettingsModel, flags: dict[str, Any]) -> SettingsModel:
+    """``base`` with the flags that were given; a bad value is a usage error naming the flag."""
     from pydantic import ValidationError
 
     from zeroserve.spec import describe_validation_error
 
     given = {key: value for key, value in flags.items() if value is not None}
     try:
-        return ServerSettings.model_validate({**base.model_dump(), **given})
+        return type(base).model_validate({**base.model_dump(), **given})
     except ValidationError as exc:
         raise UsageError(describe_validation_error(exc).replace("_", "-")) from None
-
-
-def _configure_logging() -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-    logger = logging.getLogger("zeroserve")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
 
 
 @cli.command()

@@ -88,6 +88,10 @@ class ModelFolders:
         self.leases.append(lease)  # held while serving: the entry is never evicted under us
         return lease.path
 
+    def stop_fetching(self) -> None:
+        """Join the fetch threads (a process must be single-threaded before it forks)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         for lease in self.leases:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import errno
 import logging
 import signal
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -31,7 +31,6 @@ from zeroserve.errors import (
     LoadError,
     ModelNotBatched,
     PredictError,
-    UsageError,
     ZeroserveError,
     http_status_for,
 )
@@ -67,27 +66,6 @@ async def model_not_ready_response(request: Request, exc: Exception) -> JSONResp
 
 def _note_signal(signum: int, frame: object) -> None:
     logger.info("stopped by %s", signal.Signals(signum).name)
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on host:port, or UsageError saying what to change."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # proto must be IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted connections only when the
-    # listening socket says so, and without it Nagle's algorithm costs about 30% of throughput.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        if exc.errno == errno.EADDRINUSE:
-            raise UsageError(
-                f"port {port} on {host} is in use by another program; pass --port with a free port"
-            ) from None
-        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}; check --host") from None
-    sock.listen(2048)
-    sock.setblocking(False)
-    return sock
 
 
 class BatchingRoutes:
@@ -142,9 +120,15 @@ class BatchingRoutes:
 class LocalModelServer(ModelServer):  # type: ignore[misc]
     """``kserve.ModelServer`` serving zeroserve predictors on a socket zeroserve bound."""
 
-    def __init__(self, settings: ServerSettings) -> None:
-        super().__init__(http_port=settings.port, enable_grpc=False, enable_docs_url=True)
+    def __init__(self, settings: ServerSettings, timeout_keep_alive: int = 65) -> None:
+        super().__init__(
+            http_port=settings.port,
+            enable_grpc=False,
+            enable_docs_url=True,
+            timeout_keep_alive=timeout_keep_alive,
+        )
         self.settings = settings
+        self.on_ready: Callable[[], None] | None = None
         self.load_error: LoadError | None = None
         self._http: uvicorn.Server | None = None
 
@@ -153,9 +137,14 @@ class LocalModelServer(ModelServer):  # type: ignore[misc]
         models: list[PredictorModel],
         sock: socket.socket,
         timeline: StartupTimeline | None = None,
+        on_ready: Callable[[], None] | None = None,
     ) -> None:
-        """Serve until stopped (SIGINT/SIGTERM); raise LoadError if a model failed to load."""
+        """Serve until stopped (SIGINT/SIGTERM); raise LoadError if a model failed to load.
+
+        ``on_ready`` is called once every model has loaded and warmed up.
+        """
         self.timeline = timeline or StartupTimeline()
+        self.on_ready = on_ready
         for model in models:
             self.register_model(model)
             model.enable_latency_logging = self.enable_latency_logging
@@ -215,3 +204,5 @@ class LocalModelServer(ModelServer):  # type: ignore[misc]
             logger.info("model '%s' is ready", model.name)
         self.timeline.mark("ready", models=[model.name for model in models])
         logger.info("%s", self.timeline.to_json())
+        if self.on_ready is not None:
+            self.on_ready()

@@ -47,6 +47,17 @@ class ServerSettings(BaseModel):
     access_log: bool = True
 
 
+class LocalSettings(BaseModel):
+    """The local activator: how many requests it holds, how long a start may take, scaling."""
+
+    queue_limit: int = Field(default=100, gt=0)  # Knative's activator-capacity default
+    start_timeout: float = Field(default=300.0, gt=0)
+    stable_window: float = Field(default=60.0, gt=0)  # Knative's stable-window default
+    tick: float = Field(default=0.5, gt=0)
+    fork: bool = True
+    drain_grace: float = Field(default=30.0, gt=0)
+
+
 class CacheSettings(BaseModel):
     """Where fetched models are kept, and how much room they may take."""
 
@@ -61,5 +72,6 @@ class Settings(BaseSettings):
 
     server: ServerSettings = ServerSettings()
     cache: CacheSettings = CacheSettings()
+    local: LocalSettings = LocalSettings()
     repository: str = ""
     debug: bool = False

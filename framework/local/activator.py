@@ -1,0 +1,200 @@
+"""The local activator: one port, KServe's routes by model name, models scaled to and from zero.
+
+Model and readiness routes that need no worker are answered here (``/v1/models``,
+``/v2/models/NAME/ready``, health, ``/zeroserve/status``); everything else for a model is
+forwarded to one of its workers, which the model's pool starts on demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import signal
+import socket
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from zeroserve import __version__
+from zeroserve.errors import UsageError
+from zeroserve.local.host import ModelHost
+from zeroserve.local.lifecycle import ModelState
+from zeroserve.local.pool import ModelPool
+from zeroserve.local.wire import ClientConnection, Request
+from zeroserve.settings import LocalSettings, ServerSettings
+from zeroserve.spec import Batching, describe_validation_error
+
+logger = logging.getLogger("zeroserve")
+MODEL_ROUTE = re.compile(r"^/v[12]/models/([^/:]+)(.*)$")
+BATCHING_ROUTE = re.compile(r"^/zeroserve/models/([^/]+)/batching$")
+
+
+class Activator:
+    """Serves a target's models behind one socket until SIGINT/SIGTERM, then drains them."""
+
+    def __init__(self, target: str, server: ServerSettings, local: LocalSettings) -> None:
+        self.target = target
+        self.server_settings = server
+        self.settings = local
+        self.pools: dict[str, ModelPool] = {}
+        self.hello: dict[str, Any] = {}
+        self.stopping: asyncio.Event | None = None
+
+    def serve(self, sock: socket.socket) -> None:
+        """Run until stopped; raise UsageError if the target cannot be served."""
+        try:
+            import uvloop
+
+            uvloop.run(self._main(sock))
+        except ImportError:  # pragma: no cover - uvloop is a dependency; asyncio still works
+            asyncio.run(self._main(sock))
+
+    async def _main(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        self.stopping = asyncio.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self._stop, signum)
+        host = ModelHost(self.target, not self.settings.fork, self._on_event)
+        try:
+            self.hello = await host.start(self.settings.start_timeout)
+        except UsageError:
+            await host.close()
+            raise
+        options = {"max_body_size": self.server_settings.max_body_size}
+        for model in self.hello["models"]:
+            pool = ModelPool(model["name"], model["spec"], host, self.settings, dict(options))
+            self.pools[model["name"]] = pool
+        server = await loop.create_server(lambda: ClientConnection(self.handle), sock=sock)
+        for pool in self.pools.values():
+            pool.start_warm()
+        ticker = loop.create_task(self._tick())
+        where = "http://{}:{}".format(*sock.getsockname()[:2])
+        logger.info("activator serving %s on %s", ", ".join(self.pools), where)
+        await self.stopping.wait()
+        server.close()
+        ticker.cancel()
+        grace = self.settings.drain_grace
+        await asyncio.gather(*(pool.shutdown(grace) for pool in self.pools.values()))
+        await host.close()
+        logger.info("activator stopped; every worker has exited")
+
+    def _stop(self, signum: int) -> None:
+        logger.info("stopped by %s: draining models", signal.Signals(signum).name)
+        assert self.stopping is not None
+        self.stopping.set()
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.tick)
+            for pool in self.pools.values():
+                try:
+                    pool.tick()
+                except Exception:  # one model's bug must not stop scaling for the others
+                    logger.exception("model '%s': scaling tick failed", pool.name)
+
+    def _on_event(self, message: dict[str, Any]) -> None:
+        replica_id = message.get("id")
+        for pool in self.pools.values():
+            replica = pool.replicas.get(replica_id) if replica_id else None
+            if replica is not None:
+                pool.on_event(replica, message)
+                return
+
+    # ---- routing -------------------------------------------------------------------------
+    def handle(self, request: Request, client: ClientConnection) -> None:
+        path = request.path
+        match = MODEL_ROUTE.match(path)
+        if match is not None:
+            name, rest = match.groups()
+            if rest == "/ready" or (rest == "" and path.startswith("/v1/")):
+                self._readiness(name, client)
+            else:
+                self._forward(name, request, client)
+            return
+        match = BATCHING_ROUTE.match(path)
+        if match is not None:
+            self._batching(match.group(1), request, client)
+        elif path.startswith("/openai/v1/") and path != "/openai/v1/models":
+            self._forward(self._openai_model(request), request, client)
+        else:
+            self._local(path, client)
+
+    def _forward(self, name: str, request: Request, client: ClientConnection) -> None:
+        pool = self.pools.get(name)
+        if pool is None:
+            client.respond(404, self._not_found(name))
+        else:
+            pool.route(request, client)
+
+    def _not_found(self, name: str) -> dict[str, Any]:
+        served = ", ".join(self.pools) or "none"
+        return {
+            "error": f"model '{name}' is not served here (models: {served})",
+            "type": "NotFound",
+        }
+
+    def _readiness(self, name: str, client: ClientConnection) -> None:
+        pool = self.pools.get(name)
+        if pool is None:
+            client.respond(404, self._not_found(name))
+            return
+        state = pool.lifecycle.state
+        ready = state is not ModelState.FAILED
+        body = {"name": name, "ready": ready, "state": str(state)}
+        client.respond(200 if ready else 503, body)
+
+    def _batching(self, name: str, request: Request, client: ClientConnection) -> None:
+        pool = self.pools.get(name)
+        if pool is not None and request.method == b"PUT" and pool.spec.get("batching"):
+            current = pool.options.get("batching") or pool.spec["batching"]
+            try:
+                changes = orjson.loads(request.body)
+                merged = Batching.model_validate({**current, **changes})
+            except (orjson.JSONDecodeError, TypeError, ValidationError) as exc:
+                reason = (
+                    describe_validation_error(exc)
+                    if isinstance(exc, ValidationError)
+                    else "the body must be a JSON object of batching settings"
+                )
+                client.respond(400, {"error": f"batching: {reason}", "type": "InvalidPayload"})
+                return
+            pool.options["batching"] = merged.model_dump()  # workers started later get it too
+        self._forward(name, request, client)
+
+    def _openai_model(self, request: Request) -> str:
+        try:
+            body = orjson.loads(request.body)
+        except orjson.JSONDecodeError:
+            return ""
+        return str(body.get("model", "")) if isinstance(body, dict) else ""
+
+    def _local(self, path: str, client: ClientConnection) -> None:
+        if path in ("/", "/v2/health/live"):
+            client.respond(200, {"status": "alive"})
+        elif path in ("/v2/health/ready", "/v1/health/ready"):
+            client.respond(200, {"ready": True})
+        elif path == "/v2":
+            client.respond(200, {"name": "zeroserve", "version": __version__, "extensions": []})
+        elif path == "/v1/models":
+            states = {name: str(pool.lifecycle.state) for name, pool in self.pools.items()}
+            client.respond(200, {"models": list(self.pools), "states": states})
+        elif path == "/openai/v1/models":
+            data = [{"id": name, "object": "model", "owned_by": "zeroserve"} for name in self.pools]
+            client.respond(200, {"object": "list", "data": data})
+        elif path == "/zeroserve/status":
+            client.respond(200, self.status())
+        else:
+            client.respond(404, {"error": f"no route {path}", "type": "NotFound"})
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "target": self.target,
+            "fork": bool(self.hello.get("fork")),
+            "fork_off_reason": self.hello.get("reason"),
+            "host_timeline": self.hello.get("timeline"),
+            "models": {name: pool.status() for name, pool in self.pools.items()},
+        }

@@ -1,0 +1,231 @@
+"""The model host: imports a serve target once, then forks a worker per replica.
+
+``python -m zeroserve.local.forkserver TARGET --control-fd FD`` imports Python, KServe,
+zeroserve and the user's modules and fetches each ``model_uri`` into the cache, then says
+``hello`` (the models and their specs) to the activator. With fork on it waits for ``fork``
+commands: a forked child pays only ``load()`` and the bind. It reaps its children and reports
+each exit code. Fork is off when asked (``--no-fork``) or unsafe (the user's modules started
+threads at import, which a fork would copy stopped): then the host exits after ``hello`` and the
+activator spawns fresh workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import selectors
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from zeroserve.coldstart import ColdStartError, ModelCache, StartupTimeline
+from zeroserve.coldstart.preimport import preimport_pickled_modules
+from zeroserve.errors import ZeroserveError
+from zeroserve.loader import FoundPredictor
+from zeroserve.local.control import (
+    MESSAGE_LIMIT,
+    configure_logging,
+    decode,
+    die_with_parent,
+    send_message,
+)
+from zeroserve.local.worker import EXIT_USAGE, run_replica
+from zeroserve.settings import Settings
+
+logger = logging.getLogger("zeroserve")
+STOP_GRACE_S = 30.0
+
+
+def fork_unsafe_reason(no_fork: bool) -> str | None:
+    """Why this process must not fork workers, or None when it may."""
+    if no_fork:
+        return "--no-fork was given"
+    if not hasattr(os, "fork"):
+        return "this platform has no fork()"
+    threads = [thread.name for thread in threading.enumerate()]
+    if len(threads) > 1:
+        return (
+            f"the model code started threads at import ({', '.join(threads[1:])}); a forked "
+            "copy would hold them stopped"
+        )
+    return None
+
+
+class ForkServer:
+    """Forks workers on command and reports their exits; stops them all when told or orphaned."""
+
+    def __init__(
+        self,
+        control: socket.socket,
+        models: dict[str, tuple[FoundPredictor, Path | None]],
+    ) -> None:
+        self.control = control
+        self.models = models
+        self.children: dict[int, str] = {}  # pid -> replica id
+        self.selector = selectors.DefaultSelector()
+        self.wakeup_read, self.wakeup_write = os.pipe()
+
+    def loop(self) -> None:
+        os.set_blocking(self.wakeup_read, False)
+        os.set_blocking(self.wakeup_write, False)
+        signal.set_wakeup_fd(self.wakeup_write)
+        for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: None)  # woken through the wakeup pipe
+        self.selector.register(self.control, selectors.EVENT_READ)
+        self.selector.register(self.wakeup_read, selectors.EVENT_READ)
+        while True:
+            for key, _ in self.selector.select():
+                if key.fileobj is self.control:
+                    data = self.control.recv(MESSAGE_LIMIT)
+                    if not data:  # the activator is gone
+                        self.stop()
+                        return
+                    self.command(decode(data))
+                elif self.signals_say_stop():
+                    self.stop()
+                    return
+                self.reap()
+
+    def signals_say_stop(self) -> bool:
+        try:
+            received = os.read(self.wakeup_read, 512)
+        except BlockingIOError:
+            return False
+        return bool({signal.SIGTERM, signal.SIGINT} & set(received))
+
+    def command(self, message: dict[str, Any]) -> None:
+        if message.get("cmd") == "fork":
+            self.fork(message)
+        elif message.get("cmd") == "stop":
+            self.signal_child(int(message["pid"]), signal.SIGTERM)
+        else:
+            logger.warning("model host: unknown command %s", message)
+
+    def fork(self, message: dict[str, Any]) -> None:
+        found, model_dir = self.models[message["model"]]
+        pid = os.fork()
+        if pid == 0:
+            self.child(found, model_dir, message)
+        self.children[pid] = message["id"]
+        send_message(self.control, event="forked", id=message["id"], pid=pid)
+
+    def child(self, found: FoundPredictor, model_dir: Path | None, message: dict[str, Any]) -> None:
+        code = 1
+        try:
+            signal.set_wakeup_fd(-1)
+            for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, signal.SIG_DFL)
+            self.selector.close()
+            os.close(self.wakeup_read)
+            os.close(self.wakeup_write)
+            die_with_parent()
+            code = run_replica(found, model_dir, self.control, message["id"], message["options"])
+        except BaseException:  # noqa: BLE001 - a forked child must never return into the host
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+
+    def reap(self) -> None:
+        while self.children:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            replica_id = self.children.pop(pid, None)
+            code = os.waitstatus_to_exitcode(status)
+            send_message(self.control, event="exit", id=replica_id, pid=pid, code=code)
+
+    def signal_child(self, pid: int, signum: int) -> None:
+        if pid in self.children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    def stop(self) -> None:
+        """SIGTERM every worker, wait for them (SIGKILL after the grace period), report."""
+        for pid in list(self.children):
+            self.signal_child(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        while self.children and time.monotonic() < deadline:
+            self.reap()
+            time.sleep(0.02)
+        for pid in list(self.children):
+            self.signal_child(pid, signal.SIGKILL)
+        while self.children:
+            pid, status = os.waitpid(-1, 0)
+            replica_id = self.children.pop(pid, None)
+            code = os.waitstatus_to_exitcode(status)
+            send_message(self.control, event="exit", id=replica_id, pid=pid, code=code)
+
+
+def discover(
+    target: str, settings: Settings, timeline: StartupTimeline
+) -> tuple[list[FoundPredictor], dict[str, Path | None], Any]:
+    """Import the target (with KServe) and fetch its models; return them with the folders."""
+    from zeroserve.materialize import ModelFolders, model_uris_in
+
+    folders = ModelFolders(ModelCache(settings.cache.root, settings.cache.budget), timeline)
+    path = Path(target.partition(":")[0])
+    files = sorted(path.glob("*.py")) if path.is_dir() else [path]
+    folders.prefetch(model_uris_in(files))
+    with timeline.phase("imports"):
+        import zeroserve.adapter
+        import zeroserve.server  # noqa: F401 - KServe, imported once for every fork
+        from zeroserve.loader import find_predictors
+
+        found = find_predictors(target)
+    model_dirs: dict[str, Path | None] = {item.name: folders.folder_for(item) for item in found}
+    folders.stop_fetching()
+    with timeline.phase("preimport") as phase:
+        for folder in {path for path in model_dirs.values() if path is not None}:
+            phase.details.setdefault("modules", []).extend(preimport_pickled_modules(folder))
+    return found, model_dirs, folders
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m zeroserve.local.forkserver")
+    parser.add_argument("target")
+    parser.add_argument("--control-fd", type=int, required=True)
+    parser.add_argument("--no-fork", action="store_true")
+    args = parser.parse_args(argv)
+    die_with_parent()
+    configure_logging()
+    control = socket.socket(fileno=args.control_fd)
+    timeline = StartupTimeline()
+    try:
+        found, model_dirs, folders = discover(args.target, Settings(), timeline)
+    except (ZeroserveError, ColdStartError) as exc:
+        send_message(control, event="error", message=str(exc))
+        sys.exit(EXIT_USAGE)
+    unsafe = fork_unsafe_reason(args.no_fork)
+    send_message(
+        control,
+        event="hello",
+        pid=os.getpid(),
+        models=[
+            {"name": item.name, "spec": item.declaration.spec.model_dump(mode="json")}
+            for item in found
+        ],
+        fork=unsafe is None,
+        reason=unsafe,
+        timeline=timeline.as_dict(),
+    )
+    try:
+        if unsafe is None:
+            ForkServer(control, {item.name: (item, model_dirs[item.name]) for item in found}).loop()
+    finally:
+        folders.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""The activator's handle on a model host and its workers: start, launch, stop, events.
+
+Workers are forked by the host when fork is on, or spawned here as fresh processes otherwise;
+their events (forked, ready, failed, exit) arrive through one callback either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from zeroserve.errors import UsageError
+from zeroserve.local.control import MESSAGE_LIMIT, decode
+
+logger = logging.getLogger("zeroserve")
+EventHandler = Callable[[dict[str, Any]], None]
+HOST_STOP_S = 40.0
+
+
+class ModelHost:
+    """One serve target's host process and its control channel."""
+
+    def __init__(self, target: str, no_fork: bool, on_event: EventHandler) -> None:
+        self.target = target
+        self.no_fork = no_fork
+        self.on_event = on_event
+        self.ours, self.theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.ours.setblocking(False)
+        self.process: asyncio.subprocess.Process | None = None
+        self.spawned: dict[str, asyncio.subprocess.Process] = {}
+        self.hello: asyncio.Future[dict[str, Any]] | None = None
+        self.fork = False
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self, timeout: float) -> dict[str, Any]:
+        """Start the host; return its hello (models and specs) or raise UsageError."""
+        loop = asyncio.get_running_loop()
+        self.hello = loop.create_future()
+        fd = self.theirs.fileno()
+        command = ["-m", "zeroserve.local.forkserver", self.target, "--control-fd", str(fd)]
+        if self.no_fork:
+            command.append("--no-fork")
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, *command, pass_fds=(fd,), start_new_session=True
+        )
+        self._keep(self._read_events())
+        self._keep(self._watch_host(self.process))
+        try:
+            hello = await asyncio.wait_for(asyncio.shield(self.hello), timeout)
+        except TimeoutError:
+            raise UsageError(f"importing {self.target} took over {timeout:.0f}s") from None
+        if hello["event"] == "error":
+            raise UsageError(hello["message"])
+        self.fork = bool(hello["fork"])
+        if self.fork:
+            logger.info("model host pid %d forks workers (imports paid once)", hello["pid"])
+        else:
+            logger.info("workers are spawned fresh, not forked: %s", hello["reason"])
+        return hello
+
+    def _keep(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _read_events(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                data = await loop.sock_recv(self.ours, MESSAGE_LIMIT)
+            except OSError:
+                return
+            if not data:
+                return
+            message = decode(data)
+            if message.get("event") in ("hello", "error"):
+                if self.hello is not None and not self.hello.done():
+                    self.hello.set_result(message)
+            else:
+                self.on_event(message)
+
+    async def _watch_host(self, process: asyncio.subprocess.Process) -> None:
+        code = await process.wait()
+        if self.hello is not None and not self.hello.done():
+            self.hello.set_result(
+                {"event": "error", "message": f"the model host ended with exit code {code}"}
+            )
+        elif self.fork and code != 0:
+            logger.error("the model host ended with exit code %d; its workers stopped", code)
+
+    async def launch(self, model: str, replica_id: str, options: dict[str, Any]) -> None:
+        """Start one worker for ``model``; its events arrive through ``on_event``."""
+        if self.fork:
+            message = {"cmd": "fork", "model": model, "id": replica_id, "options": options}
+            await asyncio.get_running_loop().sock_sendall(self.ours, orjson.dumps(message))
+            return
+        fd = self.theirs.fileno()
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *("-m", "zeroserve.local.worker", self.target, "--model", model),
+            *("--id", replica_id, "--control-fd", str(fd), "--options", orjson.dumps(options)),
+            pass_fds=(fd,),
+            start_new_session=True,
+        )
+        self.spawned[replica_id] = process
+        self.on_event({"event": "forked", "id": replica_id, "pid": process.pid})
+        self._keep(self._watch_spawned(replica_id, process))
+
+    async def _watch_spawned(self, replica_id: str, process: asyncio.subprocess.Process) -> None:
+        code = await process.wait()
+        self.spawned.pop(replica_id, None)
+        self.on_event({"event": "exit", "id": replica_id, "pid": process.pid, "code": code})
+
+    def stop_worker(self, pid: int | None, kill: bool = False) -> None:
+        """SIGTERM (graceful: in-flight requests finish) or SIGKILL one worker."""
+        if pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
+
+    async def close(self) -> None:
+        """Close the channel (the host stops its workers and exits) and wait for the host."""
+        for task in list(self.tasks):
+            task.cancel()
+        with contextlib.suppress(OSError):
+            self.ours.shutdown(socket.SHUT_RDWR)  # EOF for the host, whoever holds the fd
+        self.ours.close()
+        self.theirs.close()
+        if self.process is not None and self.process.returncode is None:
+            try:
+                await asyncio.wait_for(self.process.wait(), HOST_STOP_S)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()

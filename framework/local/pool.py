@@ -1,0 +1,366 @@
+"""One model in the local runtime: its state, replicas, held requests and scaling decisions."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import math
+import time
+from collections import deque
+from typing import Any
+
+from zeroserve.local.autoscale import Autoscaler
+from zeroserve.local.host import ModelHost
+from zeroserve.local.lifecycle import Lifecycle, ModelState
+from zeroserve.local.upstream import Exchange, Replica, ReplicaState, describe_exit
+from zeroserve.local.wire import ClientConnection, Request
+from zeroserve.settings import LocalSettings
+
+logger = logging.getLogger("zeroserve")
+
+
+class Unavailable(Exception):
+    """A held request that cannot be served now: 503 with Retry-After and a reason."""
+
+    def __init__(self, kind: str, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.retry_after = max(1, math.ceil(retry_after))
+
+    def answer(self, client: ClientConnection, model: str) -> None:
+        body = {"error": str(self), "type": self.kind, "model": model}
+        client.respond(503, body, {"retry-after": str(self.retry_after)})
+
+
+class ModelPool:
+    """Routes a model's requests to its least-loaded ready replica, holding them while at zero."""
+
+    def __init__(
+        self,
+        name: str,
+        spec: dict[str, Any],
+        host: ModelHost,
+        settings: LocalSettings,
+        options: dict[str, Any],
+    ) -> None:
+        self.name = name
+        self.spec = spec
+        self.host = host
+        self.settings = settings
+        now = time.monotonic()
+        self.lifecycle = Lifecycle(warm=spec["min_replicas"] > 0)
+        self.autoscaler = Autoscaler(
+            spec["concurrency"],
+            spec["min_replicas"],
+            spec["max_replicas"],
+            settings.stable_window,
+            now,
+        )
+        self.replicas: dict[str, Replica] = {}
+        self.waiters: deque[asyncio.Future[Replica]] = deque()
+        self.in_flight = 0
+        self.last_active = now
+        self.ids = itertools.count(1)
+        self.options = options  # handed to every worker: max_body_size, batching
+        self.cold_start: dict[str, Any] | None = None
+        self.last_cold_start: dict[str, Any] | None = None
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    # ---- routing -------------------------------------------------------------------------
+    def route(self, request: Request, client: ClientConnection) -> None:
+        """Forward now if a ready replica has an idle connection; otherwise hold the request."""
+        replica = self.least_loaded()
+        while replica is not None and replica.idle:
+            connection = replica.idle.pop()
+            if not connection.closed:
+                self._forward(request, client, replica, connection)
+                return
+        task = self._keep(self._route_held(request, client))
+        client.on_lost = task.cancel
+
+    async def _route_held(self, request: Request, client: ClientConnection) -> None:
+        try:
+            replica = self.least_loaded() or await self._wait_for_replica()
+            connection = await replica.connect()
+        except Unavailable as exc:
+            exc.answer(client, self.name)
+            return
+        except OSError as exc:
+            client.respond(
+                502, {"error": f"cannot reach the worker of '{self.name}': {exc}", "type": "Bad"}
+            )
+            return
+        if client.closed:
+            replica.idle.append(connection)
+            return
+        self._forward(request, client, replica, connection)
+
+    def _forward(
+        self, request: Request, client: ClientConnection, replica: Replica, connection: Any
+    ) -> None:
+        self._count(+1)
+        Exchange(request, client, replica, self._exchange_done).start(connection)
+
+    def _exchange_done(self, exchange: Exchange) -> None:
+        self._count(-1)
+        if 200 <= exchange.status < 500:
+            self.lifecycle.succeeded()
+            if self.cold_start is not None and "first_response_s" not in self.cold_start:
+                self.cold_start["first_response_s"] = round(
+                    time.monotonic() - self.cold_start["t0"], 4
+                )
+
+    def _count(self, delta: int) -> None:
+        now = time.monotonic()
+        self.in_flight += delta
+        self.autoscaler.window.observe(now, self.in_flight + len(self.waiters))
+        self.last_active = now
+
+    def least_loaded(self) -> Replica | None:
+        ready = [r for r in self.replicas.values() if r.state is ReplicaState.READY]
+        return min(ready, key=lambda replica: replica.in_flight) if ready else None
+
+    async def _wait_for_replica(self) -> Replica:
+        now = time.monotonic()
+        if len(self.waiters) >= self.settings.queue_limit:
+            raise Unavailable(
+                "QueueFull",
+                f"model '{self.name}' is starting and {len(self.waiters)} requests already wait "
+                f"for it (the queue limit, --queue-limit {self.settings.queue_limit}); retry soon",
+                1,
+            )
+        if self.lifecycle.should_start(now):
+            self._begin_cold_start("request")
+        elif self.lifecycle.state is ModelState.FAILED:
+            wait = self.lifecycle.retry_after(now)
+            raise Unavailable(
+                "ModelFailed",
+                f"model '{self.name}' failed: {self.lifecycle.last_error}; it starts again on "
+                f"a request after {wait:.1f}s (back-off after {self.lifecycle.failures} failures)",
+                wait,
+            )
+        waiter: asyncio.Future[Replica] = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        self._count(0)
+        try:
+            return await asyncio.wait_for(waiter, self.settings.start_timeout)
+        except TimeoutError:
+            raise Unavailable(
+                "StartTimeout",
+                f"model '{self.name}' did not become ready within {self.settings.start_timeout:g}"
+                "s (--start-timeout); its load() may be slow or stuck: see the server log",
+                5,
+            ) from None
+        finally:
+            if waiter in self.waiters:
+                self.waiters.remove(waiter)
+
+    # ---- replicas ------------------------------------------------------------------------
+    def _begin_cold_start(self, trigger: str) -> None:
+        self.cold_start = {
+            "trigger": trigger,
+            "mode": "fork" if self.host.fork else "spawn",
+            "t0": time.monotonic(),
+            "started_at": time.time(),
+        }
+        self.start_replica()
+
+    def start_replica(self) -> Replica:
+        replica = Replica(f"{self.name}-{next(self.ids)}", self.name)
+        replica.started = time.monotonic()
+        self.replicas[replica.id] = replica
+        logger.info("model '%s': starting replica %s", self.name, replica.id)
+        self._keep(self._launch(replica))
+        return replica
+
+    async def _launch(self, replica: Replica) -> None:
+        try:
+            await self.host.launch(self.name, replica.id, self.options)
+        except OSError as exc:
+            replica.error = f"cannot start a worker: {exc}"
+            self.on_exit(replica, None)
+
+    def on_event(self, replica: Replica, message: dict[str, Any]) -> None:
+        event = message["event"]
+        if event == "forked":
+            replica.pid = message["pid"]
+            if replica.state is ReplicaState.DRAINING:
+                self.host.stop_worker(replica.pid)
+        elif event == "failed":
+            replica.error = message["error"]
+        elif event == "ready":
+            replica.pid, replica.port = message["pid"], message["port"]
+            replica.timeline = message["timeline"]
+            self._replica_ready(replica)
+        elif event == "exit":
+            self.on_exit(replica, message["code"])
+
+    def _replica_ready(self, replica: Replica) -> None:
+        if replica.state is ReplicaState.DRAINING:
+            self.host.stop_worker(replica.pid)
+            return
+        replica.state = ReplicaState.READY
+        logger.info("model '%s': replica %s ready (pid %s)", self.name, replica.id, replica.pid)
+        if self.lifecycle.state is ModelState.STARTING:
+            self.lifecycle.ready()
+        if self.cold_start is not None and "ready_s" not in self.cold_start:
+            self.cold_start["ready_s"] = round(time.monotonic() - self.cold_start["t0"], 4)
+            self.cold_start["worker_timeline"] = replica.timeline
+            self.last_cold_start = self.cold_start
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(self.least_loaded() or replica)
+        self._count(0)
+
+    def on_exit(self, replica: Replica, code: int | None) -> None:
+        self.replicas.pop(replica.id, None)
+        if not replica.exit_code.done():
+            replica.exit_code.set_result(code if code is not None else -1)
+        replica.close_idle()
+        was, replica.state = replica.state, ReplicaState.DRAINING
+        ready_left = any(r.state is ReplicaState.READY for r in self.replicas.values())
+        now = time.monotonic()
+        if was is ReplicaState.STARTING:
+            reason = replica.error or f"the worker ended ({describe_exit(code)})"
+            logger.error(
+                "model '%s': replica %s failed to start: %s", self.name, replica.id, reason
+            )
+            if self.lifecycle.state is ModelState.STARTING and not self._starting():
+                self.lifecycle.failed(now, reason)
+                self._reject_waiters(
+                    "StartFailed", f"model '{self.name}' failed to start: {reason}"
+                )
+        elif was is ReplicaState.READY:
+            logger.error(
+                "model '%s': replica %s ended: %s", self.name, replica.id, describe_exit(code)
+            )
+            if not ready_left and self.lifecycle.state is ModelState.READY:
+                self.lifecycle.failed(now, f"its worker ended ({describe_exit(code)})")
+                if self.waiters or self.lifecycle.warm:
+                    self._restart_if_allowed(now)
+        elif not self.replicas and self.lifecycle.state is ModelState.DRAINING:
+            self.lifecycle.drained()
+            logger.info("model '%s': scaled to zero", self.name)
+            if self.waiters and self.lifecycle.should_start(now):
+                self._begin_cold_start("request")
+
+    def _restart_if_allowed(self, now: float) -> None:
+        if self.lifecycle.should_start(now):
+            self._begin_cold_start("restart")
+
+    def _starting(self) -> bool:
+        return any(r.state is ReplicaState.STARTING for r in self.replicas.values())
+
+    def _reject_waiters(self, kind: str, message: str) -> None:
+        error = Unavailable(kind, message, self.lifecycle.retry_after(time.monotonic()))
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(error)
+
+    def drain(self, replica: Replica) -> None:
+        """Stop routing to ``replica`` and SIGTERM it; its in-flight requests finish."""
+        replica.state = ReplicaState.DRAINING
+        replica.close_idle()
+        self.host.stop_worker(replica.pid)
+
+    def _keep(self, coroutine: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    # ---- scaling (called every tick) -----------------------------------------------------
+    def tick(self) -> None:
+        """Close the concurrency bucket; scale out, in, or to zero; restart warm models."""
+        now = time.monotonic()
+        self.autoscaler.window.close_bucket(now)
+        for replica in list(self.replicas.values()):
+            overdue = now - replica.started > self.settings.start_timeout
+            if replica.state is ReplicaState.STARTING and overdue and replica.error is None:
+                replica.error = (
+                    f"it did not become ready within {self.settings.start_timeout:g}s "
+                    "(--start-timeout)"
+                )
+                self.host.stop_worker(replica.pid, kill=True)
+        state = self.lifecycle.state
+        if state in (ModelState.ZERO, ModelState.FAILED) and self.lifecycle.warm:
+            self._restart_if_allowed(now)
+        if state is not ModelState.READY:
+            return
+        active = [r for r in self.replicas.values() if r.state is not ReplicaState.DRAINING]
+        idle_for = now - self.last_active
+        if (
+            not self.lifecycle.warm
+            and self.in_flight == 0
+            and not self.waiters
+            and idle_for >= self.spec["scale_to_zero_after"]
+        ):
+            logger.info("model '%s': idle for %.1fs, scaling to zero", self.name, idle_for)
+            self.lifecycle.idle()
+            for replica in active:
+                self.drain(replica)
+            return
+        desired = self.autoscaler.desired(now, len(active))
+        for _ in range(desired - len(active)):
+            self.start_replica()
+        surplus = sorted(
+            (r for r in active if r.state is ReplicaState.READY), key=lambda r: r.in_flight
+        )[: max(len(active) - desired, 0)]
+        for replica in surplus:
+            logger.info("model '%s': scaling in, draining %s", self.name, replica.id)
+            self.drain(replica)
+
+    def start_warm(self) -> None:
+        """min_replicas > 0: start them now, before any request."""
+        if self.lifecycle.warm and self.lifecycle.should_start(time.monotonic()):
+            self._begin_cold_start("min_replicas")
+            for _ in range(self.spec["min_replicas"] - 1):
+                self.start_replica()
+
+    async def shutdown(self, grace: float) -> None:
+        """Answer held requests 503, drain every replica, wait for them (SIGKILL after grace)."""
+        self.lifecycle.shutdown()
+        self._reject_waiters("ShuttingDown", f"the server is stopping; model '{self.name}' too")
+        replicas = list(self.replicas.values())
+        for replica in replicas:
+            self.drain(replica)
+        exits = [asyncio.shield(replica.exit_code) for replica in replicas]
+        if not exits:
+            return
+        _, pending = await asyncio.wait(exits, timeout=grace)
+        if pending:
+            for replica in replicas:
+                if replica.alive:
+                    self.host.stop_worker(replica.pid, kill=True)
+            await asyncio.wait(exits, timeout=grace)
+
+    def status(self) -> dict[str, Any]:
+        now = time.monotonic()
+        last = dict(self.last_cold_start or {})
+        last.pop("t0", None)
+        return {
+            "state": str(self.lifecycle.state),
+            "replicas": [
+                {
+                    "id": replica.id,
+                    "pid": replica.pid,
+                    "state": str(replica.state),
+                    "in_flight": replica.in_flight,
+                }
+                for replica in self.replicas.values()
+            ],
+            "in_flight": self.in_flight,
+            "queued": len(self.waiters),
+            "min_replicas": self.spec["min_replicas"],
+            "max_replicas": self.spec["max_replicas"],
+            "concurrency_target": self.spec["concurrency"],
+            "scale_to_zero_after_s": self.spec["scale_to_zero_after"],
+            "idle_s": round(now - self.last_active, 3),
+            "failures": self.lifecycle.failures,
+            "last_error": self.lifecycle.last_error,
+            "retry_after_s": round(self.lifecycle.retry_after(now), 3),
+            "last_cold_start": last or None,
+        }
