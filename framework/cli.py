@@ -123,8 +123,6 @@ def _serve_activated(target: str, server: ServerSettings, local: LocalSettings) 
     from zeroserve.sockets import bind_socket
 
     sock = bind_socket(server.host, server.port)
-    where = f"http://{server.host}:{sock.getsockname()[1]}"
-    click.secho(f"zeroserve: serving {target} on {where}; models start on demand", err=True)
     Activator(target, server, local).serve(sock)
 
 

@@ -106,10 +106,23 @@ def _wait_ready(cluster: Any, name: str, namespace: str, timeout: float) -> None
 @click.option(
     "-o", "--output", "output_format", type=click.Choice(["table", "json"]), default="table"
 )
+@click.option("--local", is_flag=True, help="Ask a local `zeroserve serve` instead of a cluster.")
+@click.option("--url", default="http://127.0.0.1:8080", show_default=True, help="With --local.")
 def status_command(
-    name: str | None, namespace: str, kubeconfig: str | None, output_format: str
+    name: str | None,
+    namespace: str,
+    kubeconfig: str | None,
+    output_format: str,
+    local: bool,
+    url: str,
 ) -> None:
-    """One line per model, or NAME's conditions and recent events."""
+    """One line per model, or NAME's conditions and recent events (--local: state, replicas,
+    held requests and the last cold start of each model on a local `zeroserve serve`)."""
+    if local:
+        from zeroserve.cli_local import print_local_status
+
+        print_local_status(url, name, output_format)
+        return
     from zeroserve.kube import ModelStatus
 
     cluster = _cluster(kubeconfig)

@@ -34,7 +34,7 @@ COPY --chown=zeroserve:zeroserve . /srv/model
 USER 10001
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1
 EXPOSE 8080
-ENTRYPOINT ["zeroserve", "serve", "/srv/model", "--host", "0.0.0.0", "--port", "8080"]
+ENTRYPOINT ["zeroserve", "serve", "/srv/model", "--direct", "--host", "0.0.0.0", "--port", "8080"]
 """
 
 

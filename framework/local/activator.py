@@ -42,6 +42,7 @@ class Activator:
         self.pools: dict[str, ModelPool] = {}
         self.hello: dict[str, Any] = {}
         self.stopping: asyncio.Event | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
 
     def serve(self, sock: socket.socket) -> None:
         """Run until stopped; raise UsageError if the target cannot be served."""
@@ -72,7 +73,13 @@ class Activator:
             pool.start_warm()
         ticker = loop.create_task(self._tick())
         where = "http://{}:{}".format(*sock.getsockname()[:2])
-        logger.info("activator serving %s on %s", ", ".join(self.pools), where)
+        logger.info(
+            "zeroserve: serving %s on %s (docs at %s/docs); each model starts on its first "
+            "request and stops when idle",
+            ", ".join(self.pools),
+            where,
+            where,
+        )
         await self.stopping.wait()
         server.close()
         ticker.cancel()
@@ -119,6 +126,8 @@ class Activator:
             self._batching(match.group(1), request, client)
         elif path.startswith("/openai/v1/") and path != "/openai/v1/models":
             self._forward(self._openai_model(request), request, client)
+        elif path in ("/docs", "/openapi.json", "/docs/oauth2-redirect") and self.pools:
+            self._forward(next(iter(self.pools)), request, client)  # KServe's routes: all alike
         else:
             self._local(path, client)
 
@@ -186,8 +195,24 @@ class Activator:
             client.respond(200, {"object": "list", "data": data})
         elif path == "/zeroserve/status":
             client.respond(200, self.status())
+        elif path == "/metrics":
+            task = asyncio.get_running_loop().create_task(self._metrics(client))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+            client.on_lost = task.cancel
         else:
             client.respond(404, {"error": f"no route {path}", "type": "NotFound"})
+
+    async def _metrics(self, client: ClientConnection) -> None:
+        from zeroserve.local.metrics import scrape
+
+        body = await scrape(self.pools)
+        head = (
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4; charset=utf-8\r\n"
+            b"content-length: %d\r\n\r\n" % len(body)
+        )
+        client.write(head + body)
+        client.finish(client.current.keep_alive if client.current is not None else False)
 
     def status(self) -> dict[str, Any]:
         return {

@@ -65,6 +65,7 @@ class ModelPool:
         self.options = options  # handed to every worker: max_body_size, batching
         self.cold_start: dict[str, Any] | None = None
         self.last_cold_start: dict[str, Any] | None = None
+        self.cold_starts = 0
         self.tasks: set[asyncio.Task[Any]] = set()
 
     # ---- routing -------------------------------------------------------------------------
@@ -158,6 +159,7 @@ class ModelPool:
 
     # ---- replicas ------------------------------------------------------------------------
     def _begin_cold_start(self, trigger: str) -> None:
+        self.cold_starts += 1
         self.cold_start = {
             "trigger": trigger,
             "mode": "fork" if self.host.fork else "spawn",

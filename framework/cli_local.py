@@ -1,0 +1,74 @@
+"""``zeroserve status --local``: what the local activator is doing, model by model."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from zeroserve.errors import UsageError
+
+
+def fetch_local_status(url: str) -> dict[str, Any]:
+    """GET /zeroserve/status from a running `zeroserve serve`, or UsageError saying why not."""
+    import httpx
+
+    try:
+        response = httpx.get(url.rstrip("/") + "/zeroserve/status", timeout=10)
+    except httpx.TransportError as exc:
+        raise UsageError(
+            f"no answer from {url} ({type(exc).__name__}); is `zeroserve serve` running there? "
+            "(pass --url)"
+        ) from None
+    if response.status_code != 200:
+        raise UsageError(
+            f"{url} answered {response.status_code} to /zeroserve/status; is it a zeroserve "
+            "activator (not `zeroserve serve --direct`)?"
+        )
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _cold_start(last: dict[str, Any] | None) -> str:
+    if not last:
+        return "-"
+    ready = last.get("ready_s")
+    first = last.get("first_response_s")
+    text = f"{ready:.2f}s to ready" if ready is not None else "starting"
+    if first is not None:
+        text += f", {first:.2f}s to first answer"
+    return f"{text} ({last.get('mode')})"
+
+
+def print_local_status(url: str, name: str | None, output_format: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    status = fetch_local_status(url)
+    models = status["models"]
+    if name is not None:
+        if name not in models:
+            raise UsageError(f"model '{name}' is not served at {url} (models: {', '.join(models)})")
+        models = {name: models[name]}
+    if output_format == "json":
+        click.echo(json.dumps({**status, "models": models}, indent=2))
+        return
+    table = Table("model", "state", "replicas", "in flight", "held", "last cold start", "error")
+    for model, item in models.items():
+        ready = sum(1 for replica in item["replicas"] if replica["state"] == "ready")
+        table.add_row(
+            model,
+            item["state"],
+            f"{ready}/{len(item['replicas'])} (max {item['max_replicas']})",
+            str(item["in_flight"]),
+            str(item["queued"]),
+            _cold_start(item["last_cold_start"]),
+            item["last_error"] or "",
+        )
+    Console(width=160).print(table)
+    mode = "fork" if status["fork"] else f"spawn ({status['fork_off_reason']})"
+    click.echo(f"workers start by {mode}")
+    if name is not None and models[name]["last_cold_start"]:
+        for phase in models[name]["last_cold_start"]["worker_timeline"]["phases"]:
+            click.echo(f"  {phase['name']}: {phase['start_s']}s -> {phase['end_s']}s")

@@ -1,0 +1,99 @@
+"""``/metrics`` of the activator: its own scaling figures plus every running worker's metrics.
+
+The activator's gauges are read from the pools at scrape time (nothing is counted on the warm
+path). Each ready worker's exposition (KServe's request histograms, batching metrics) is fetched
+and re-labelled with ``replica`` so series from two replicas never collide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.parser import text_string_to_metric_families
+
+from zeroserve.local.upstream import ReplicaState
+
+if TYPE_CHECKING:
+    from zeroserve.local.pool import ModelPool
+
+SCRAPE_TIMEOUT_S = 5.0
+
+
+class PoolCollector:
+    """Replicas, in-flight and held requests, cold starts and failures per model."""
+
+    def __init__(self, pools: dict[str, ModelPool], workers: list[Metric]) -> None:
+        self.pools = pools
+        self.workers = workers
+
+    def collect(self) -> Iterator[Metric]:
+        replicas = GaugeMetricFamily(
+            "zeroserve_replicas", "Worker processes per model and state.", labels=["model", "state"]
+        )
+        in_flight = GaugeMetricFamily(
+            "zeroserve_requests_in_flight",
+            "Requests forwarded, not yet answered.",
+            labels=["model"],
+        )
+        held = GaugeMetricFamily(
+            "zeroserve_requests_held", "Requests held while the model starts.", labels=["model"]
+        )
+        cold = CounterMetricFamily(
+            "zeroserve_cold_starts", "Starts from zero (or after a failure).", labels=["model"]
+        )
+        failures = GaugeMetricFamily(
+            "zeroserve_consecutive_failures", "Failed starts or crashes in a row.", labels=["model"]
+        )
+        for name, pool in self.pools.items():
+            for state in ReplicaState:
+                count = sum(1 for r in pool.replicas.values() if r.state is state)
+                replicas.add_metric([name, str(state)], count)
+            in_flight.add_metric([name], pool.in_flight)
+            held.add_metric([name], len(pool.waiters))
+            cold.add_metric([name], pool.cold_starts)
+            failures.add_metric([name], pool.lifecycle.failures)
+        yield from (replicas, in_flight, held, cold, failures)
+        yield from self.workers
+
+
+def relabel(text: str, model: str, replica: str) -> Iterable[Metric]:
+    """A worker's exposition as metric families with ``model`` and ``replica`` labels added."""
+    for family in text_string_to_metric_families(text):
+        copy = Metric(family.name, family.documentation, family.type, family.unit)
+        for sample in family.samples:
+            labels = {"model": model, **sample.labels, "replica": replica}
+            copy.add_sample(sample.name, labels, sample.value, sample.timestamp)
+        yield copy
+
+
+async def scrape(pools: dict[str, ModelPool]) -> bytes:
+    """The whole exposition: activator gauges, then every ready worker's metrics."""
+    import httpx
+
+    targets = [
+        (name, replica.id, f"http://127.0.0.1:{replica.port}/metrics")
+        for name, pool in pools.items()
+        for replica in pool.replicas.values()
+        if replica.state is ReplicaState.READY
+    ]
+    workers: list[Metric] = []
+    async with httpx.AsyncClient(timeout=SCRAPE_TIMEOUT_S) as client:
+        answers = await asyncio.gather(
+            *(client.get(url) for _, _, url in targets), return_exceptions=True
+        )
+    merged: dict[str, Metric] = {}
+    for (model, replica, _), answer in zip(targets, answers, strict=True):
+        if isinstance(answer, BaseException) or answer.status_code != 200:
+            continue  # a replica that just stopped: its series are gone
+        for family in relabel(answer.text, model, replica):
+            into = merged.setdefault(family.name, family)
+            if into is not family:
+                into.samples.extend(family.samples)
+    workers.extend(merged.values())
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PoolCollector(pools, workers))  # type: ignore[arg-type]
+    return generate_latest(registry)
