@@ -32,7 +32,10 @@ def describe_exit(code: int | None) -> str:
     if code is None:
         return "the connection to the worker broke (worker state unknown)"
     if code < 0:
-        name = signal.Signals(-code).name if -code in signal.Signals else str(-code)
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
         cause = {
             "SIGKILL": " (likely out of memory: check the memory limit and dmesg)",
             "SIGSEGV": " (a crash in native code)",
