@@ -9,7 +9,7 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-BENCHMARKS = ("overhead", "batching", "coldstart")
+BENCHMARKS = ("overhead", "batching", "coldstart", "scale_from_zero")
 
 
 def run(name: str) -> dict[str, object]:

@@ -78,6 +78,7 @@ def main() -> dict[str, object]:
             "zeroserve",
             "serve",
             str(folder / "forest.py"),
+            "--direct",  # batching itself, in one process: no activator, no scale-out
             "--port",
             str(port),
             "--no-access-log",

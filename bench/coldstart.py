@@ -155,6 +155,7 @@ def time_to_ready(scratch: Path, cache: Path, env: dict[str, str]) -> float:
         "zeroserve",
         "serve",
         f"{scratch / 'iris.py'}:Iris",  # the sample's batched twin has no model_uri
+        "--direct",  # the cold-start path of one process, as in a pod
         "--port",
         str(port),
         "--no-access-log",

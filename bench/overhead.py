@@ -69,6 +69,7 @@ def main() -> dict[str, object]:
             "zeroserve",
             "serve",
             str(folder / "model.py"),
+            "--direct",  # the layer over KServe; the activator's cost is bench.scale_from_zero's
             "--port",
             str(ours),
         ]

@@ -117,6 +117,17 @@ class BatchingRoutes:
         return await self.read(name)
 
 
+def import_serving_dependencies() -> None:
+    """Do the imports a server makes lazily on its way up (FastAPI imports ``pydantic.v1`` at its
+    first route, uvicorn its protocol modules at start: ~0.3 s), so a forked worker skips them."""
+    import pydantic.v1  # noqa: F401
+
+    async def no_app(scope: Any, receive: Any, send: Any) -> None:
+        return None
+
+    uvicorn.Config(no_app, log_config=None, lifespan="on").load()
+
+
 class LocalModelServer(ModelServer):  # type: ignore[misc]
     """``kserve.ModelServer`` serving zeroserve predictors on a socket zeroserve bound."""
 

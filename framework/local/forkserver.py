@@ -187,6 +187,7 @@ def discover(
     model_dirs: dict[str, Path | None] = {item.name: folders.folder_for(item) for item in found}
     folders.stop_fetching()
     with timeline.phase("preimport") as phase:
+        zeroserve.server.import_serving_dependencies()
         for folder in {path for path in model_dirs.values() if path is not None}:
             phase.details.setdefault("modules", []).extend(preimport_pickled_modules(folder))
     return found, model_dirs, folders

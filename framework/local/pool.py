@@ -349,6 +349,7 @@ class ModelPool:
                 {
                     "id": replica.id,
                     "pid": replica.pid,
+                    "port": replica.port,
                     "state": str(replica.state),
                     "in_flight": replica.in_flight,
                 }
