@@ -95,5 +95,5 @@ async def scrape(pools: dict[str, ModelPool]) -> bytes:
                 into.samples.extend(family.samples)
     workers.extend(merged.values())
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(PoolCollector(pools, workers))  # type: ignore[arg-type]
+    registry.register(PoolCollector(pools, workers))
     return generate_latest(registry)
