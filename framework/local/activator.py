@@ -23,6 +23,7 @@ from zeroserve.errors import UsageError
 from zeroserve.local.host import ModelHost
 from zeroserve.local.lifecycle import ModelState
 from zeroserve.local.pool import ModelPool
+from zeroserve.local.upstream import ReplicaState
 from zeroserve.local.wire import ClientConnection, Request
 from zeroserve.settings import LocalSettings, ServerSettings
 from zeroserve.spec import Batching, describe_validation_error
@@ -64,7 +65,10 @@ class Activator:
         except UsageError:
             await host.close()
             raise
-        options = {"max_body_size": self.server_settings.max_body_size}
+        options = {
+            "max_body_size": self.server_settings.max_body_size,
+            "access_log": self.server_settings.access_log,
+        }
         for model in self.hello["models"]:
             pool = ModelPool(model["name"], model["spec"], host, self.settings, dict(options))
             self.pools[model["name"]] = pool
@@ -171,7 +175,27 @@ class Activator:
                 client.respond(400, {"error": f"batching: {reason}", "type": "InvalidPayload"})
                 return
             pool.options["batching"] = merged.model_dump()  # workers started later get it too
+            self._keep(self._push_batching(pool, bytes(request.body)))
         self._forward(name, request, client)
+
+    async def _push_batching(self, pool: ModelPool, body: bytes) -> None:
+        """Every running replica gets a batching change, not only the one that answers it."""
+        import httpx
+
+        ports = [r.port for r in pool.replicas.values() if r.state is ReplicaState.READY]
+        async with httpx.AsyncClient(timeout=10) as http:
+            for port in ports:
+                url = f"http://127.0.0.1:{port}/zeroserve/models/{pool.name}/batching"
+                try:
+                    await http.put(url, content=body)
+                except httpx.TransportError as exc:  # a replica that is stopping
+                    logger.warning("batching change not delivered to port %s: %s", port, exc)
+
+    def _keep(self, coroutine: Any) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
 
     def _openai_model(self, request: Request) -> str:
         try:
@@ -196,10 +220,7 @@ class Activator:
         elif path == "/zeroserve/status":
             client.respond(200, self.status())
         elif path == "/metrics":
-            task = asyncio.get_running_loop().create_task(self._metrics(client))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-            client.on_lost = task.cancel
+            client.on_lost = self._keep(self._metrics(client)).cancel
         else:
             client.respond(404, {"error": f"no route {path}", "type": "NotFound"})
 

@@ -50,7 +50,7 @@ def run_replica(
     settings = ServerSettings(
         host="127.0.0.1",
         port=port,
-        access_log=False,
+        access_log=bool(options.get("access_log", False)),
         max_body_size=options.get("max_body_size", ServerSettings().max_body_size),
     )
     server = LocalModelServer(settings, timeout_keep_alive=WORKER_KEEP_ALIVE_S)

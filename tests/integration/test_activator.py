@@ -52,7 +52,7 @@ def descendants(server: RunningServer) -> list[psutil.Process]:
 
 @pytest.fixture(scope="module")
 def local_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """One activator for tests/fixtures/local: flaky, steady, gated, busy."""
+    """One activator for tests/fixtures/local: flaky, steady, gated, busy, warm."""
     folder = tmp_path_factory.mktemp("local")
     env = {
         **os.environ,
@@ -75,7 +75,7 @@ def _listed(server: RunningServer) -> bool:
 
 def test_models_start_at_zero_and_are_listed_with_state(local_server: RunningServer) -> None:
     listed = httpx.get(f"{local_server.url}/v1/models").json()
-    assert sorted(listed["models"]) == ["busy", "flaky", "gated", "steady"]
+    assert sorted(listed["models"]) == ["busy", "flaky", "gated", "steady", "warm"]
     assert set(listed["states"].values()) <= {"zero", "ready", "starting", "draining", "failed"}
     ready = httpx.get(f"{local_server.url}/v2/models/steady/ready").json()
     assert ready["ready"] is True
@@ -106,6 +106,11 @@ def test_scale_from_zero_and_back_to_zero(local_server: RunningServer) -> None:
     assert (
         not psutil.pid_exists(replica["pid"]) or psutil.Process(replica["pid"]).status() == "zombie"
     )
+    # min_replicas=1 (and scale_to_zero_after=0.5): started without a request, never stopped
+    warm = model_status(local_server, "warm")
+    assert warm["state"] == "ready"
+    assert [r["state"] for r in warm["replicas"]] == ["ready"]
+    assert warm["last_cold_start"]["trigger"] == "min_replicas"
     again = predict(local_server, "flaky", [5])
     assert again.json() == {"predictions": [10]}
 
@@ -242,7 +247,7 @@ def test_scale_out_to_max_replicas_under_load_and_back(local_server: RunningServ
 def test_status_command_local(local_server: RunningServer) -> None:
     result = run_zeroserve("status", "--local", "--url", local_server.url)
     assert result.returncode == 0, result.stderr
-    for name in ("busy", "flaky", "gated", "steady"):
+    for name in ("busy", "flaky", "gated", "steady", "warm"):
         assert name in result.stdout
     as_json = run_zeroserve("status", "--local", "--url", local_server.url, "-o", "json")
     assert set(json.loads(as_json.stdout)["models"]) == {
@@ -250,6 +255,7 @@ def test_status_command_local(local_server: RunningServer) -> None:
         "flaky",
         "gated",
         "steady",
+        "warm",
     }
 
 
@@ -274,14 +280,17 @@ def test_no_fork_spawns_and_threads_at_import_fall_back_to_spawn(tmp_path: Path)
         server.stop()
 
 
-def test_sigterm_drains_and_leaves_no_child_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_drains_and_leaves_no_child_process(
+    tmp_path: Path, stop_signal: signal.Signals
+) -> None:
     server = start_server(LOCAL, tmp_path / "shutdown.log")
     poll(lambda: _listed(server), "listening", server)
     for name in ("steady", "flaky"):
         assert predict(server, name, [1]).status_code == 200
     children = descendants(server)
     assert len(children) >= 3  # the model host and two workers
-    server.process.send_signal(signal.SIGTERM)
+    server.process.send_signal(stop_signal)
     assert server.process.wait(timeout=60) == 0
     gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, f"left running: {alive}"

@@ -104,12 +104,15 @@ def test_readme_examples_run_against_the_quickstart_server(
         )
         assert result.returncode == 0, f"README block failed:\n{code}\n{result.stderr}"
         outputs.append(result.stdout)
-    assert len(blocks) == 6
+    assert len(blocks) == 7
     assert '{"predictions":[0,2]}' in outputs[0]
     assert '"type":"InvalidPayload"' in outputs[1]
     assert '"field":"instances[0][1]"' in outputs[1]
     assert '"outputs"' in outputs[2]
     assert '"predictions":[2]' in outputs[2].replace(" ", "")
-    assert '"max_latency_ms":2.0' in outputs[4]
-    assert "kind: InferenceService" in outputs[5]
-    assert "namespace: team-a" in outputs[5]
+    iris_row = next(line for line in outputs[3].splitlines() if "│ iris " in line)
+    assert "ready" in iris_row
+    assert "to ready" in iris_row  # the cold start the first request caused
+    assert '"max_latency_ms":2.0' in outputs[5]
+    assert "kind: InferenceService" in outputs[6]
+    assert "namespace: team-a" in outputs[6]
