@@ -74,7 +74,7 @@ class PayloadTooLarge(RequestError):
         super().__init__(
             f"request body of {received_bytes} bytes or more is over the limit of {limit_bytes} "
             "bytes; send fewer instances per request or raise the limit with "
-            "--max-body-size (ZEROSERVE_MAX_BODY_SIZE)"
+            "--max-body-size (ZEROSERVE_SERVER__MAX_BODY_SIZE)"
         )
         self.limit_bytes = limit_bytes
         self.received_bytes = received_bytes

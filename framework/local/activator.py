@@ -72,7 +72,8 @@ class Activator:
         for model in self.hello["models"]:
             pool = ModelPool(model["name"], model["spec"], host, self.settings, dict(options))
             self.pools[model["name"]] = pool
-        server = await loop.create_server(lambda: ClientConnection(self.handle), sock=sock)
+        limit = self.server_settings.max_body_size
+        server = await loop.create_server(lambda: ClientConnection(self.handle, limit), sock=sock)
         for pool in self.pools.values():
             pool.start_warm()
         ticker = loop.create_task(self._tick())

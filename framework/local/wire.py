@@ -17,6 +17,8 @@ from typing import Any, Protocol, cast
 import httptools
 import orjson
 
+from zeroserve.errors import PayloadTooLarge
+
 SKIPPED_REQUEST_HEADERS = frozenset({b"content-length", b"transfer-encoding"})
 
 
@@ -72,6 +74,10 @@ def json_response(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload
 
 
+def bad_request(message: str) -> dict[str, Any]:
+    return {"error": message, "type": "BadRequest"}
+
+
 class Handler(Protocol):
     def __call__(self, request: Request, client: ClientConnection) -> None: ...
 
@@ -79,8 +85,9 @@ class Handler(Protocol):
 class ClientConnection(asyncio.Protocol):
     """One client's keep-alive connection to the activator."""
 
-    def __init__(self, handle: Handler) -> None:
+    def __init__(self, handle: Handler, max_body_size: int) -> None:
         self.handle = handle
+        self.max_body_size = max_body_size
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.pending: deque[Request] = deque()
@@ -94,12 +101,15 @@ class ClientConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._reject(400, "protocol upgrades are not supported by the activator")
+            self._reject(400, bad_request("protocol upgrades are not supported by the activator"))
         except httptools.HttpParserError as exc:
-            self._reject(400, f"malformed HTTP request: {exc}")
+            if not self.closed:
+                self._reject(400, bad_request(f"malformed HTTP request: {exc}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -120,6 +130,11 @@ class ClientConnection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self.request.body += body
+        if len(self.request.body) > self.max_body_size and not self.closed:
+            received = len(self.request.body)
+            self.request.body.clear()
+            error = PayloadTooLarge(limit_bytes=self.max_body_size, received_bytes=received)
+            self._reject(413, error.to_body())
 
     def on_message_complete(self) -> None:
         request = self.request
@@ -159,10 +174,9 @@ class ClientConnection(asyncio.Protocol):
         self.current = self.pending.popleft()
         self.handle(self.current, self)
 
-    def _reject(self, status: int, message: str) -> None:
+    def _reject(self, status: int, body: dict[str, Any]) -> None:
+        """Answer at once and close: the connection's byte stream cannot be trusted further."""
         if self.transport is not None:
-            self.transport.write(
-                json_response(status, {"error": message, "type": "BadRequest"}, keep_alive=False)
-            )
+            self.transport.write(json_response(status, body, keep_alive=False))
             self.transport.close()
         self.closed = True
