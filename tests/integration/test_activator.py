@@ -294,3 +294,17 @@ def test_a_stop_signal_drains_and_leaves_no_child_process(
     assert server.process.wait(timeout=60) == 0
     gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, f"left running: {alive}"
+
+
+def test_workers_stop_when_the_activator_is_killed(tmp_path: Path) -> None:
+    """SIGKILL gives the activator no chance to drain: the host sees its channel close and the
+    kernel's parent-death signal stops the workers, so nothing is left behind."""
+    server = start_server(LOCAL, tmp_path / "killed.log")
+    poll(lambda: _listed(server), "listening", server)
+    assert predict(server, "steady", [1]).status_code == 200
+    children = descendants(server)
+    assert children
+    server.process.kill()
+    server.process.wait(timeout=10)
+    gone, alive = psutil.wait_procs(children, timeout=30)
+    assert not alive, f"left running: {alive}"
