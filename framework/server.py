@@ -30,10 +30,11 @@ from zeroserve.errors import (
     InvalidPayload,
     LoadError,
     ModelNotBatched,
-    PredictError,
     ZeroserveError,
     http_status_for,
 )
+from zeroserve.events import log_event, trace_id_of
+from zeroserve.metrics import record_error, record_startup
 from zeroserve.middleware import BodySizeLimit, CancelOnDisconnect
 from zeroserve.settings import ServerSettings
 from zeroserve.spec import Batching, describe_validation_error
@@ -52,16 +53,36 @@ async def zeroserve_error_response(request: Request, exc: Exception) -> JSONResp
     """The exception handler for every ZeroserveError: status from HTTP_STATUS, JSON body."""
     assert isinstance(exc, ZeroserveError)
     status = http_status_for(exc)
-    if not isinstance(exc, PredictError):  # predict errors were logged with their traceback
-        logger.warning("%s %s -> %d: %s", request.method, request.url.path, status, exc)
+    _error_seen(request, status, type(exc).__name__, str(exc))
     return JSONResponse(exc.to_body(), status_code=status)
 
 
 async def model_not_ready_response(request: Request, exc: Exception) -> JSONResponse:
     """503 for a model still loading, with Retry-After, logged as one line (not a traceback)."""
-    logger.info("%s %s -> 503: %s", request.method, request.url.path, exc)
+    _error_seen(request, 503, "ModelNotReady", str(exc))
     body = {"error": str(exc), "type": "ModelNotReady"}
     return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
+
+
+def _error_seen(request: Request, status: int, kind: str, message: str) -> None:
+    """Count the error answer and log it as one JSON line with the request's trace id."""
+    model = _model_of(request)
+    record_error(model, status, kind)
+    log_event(
+        logging.WARNING if status >= 500 else logging.INFO,
+        "error",
+        status=status,
+        type=kind,
+        model=model,
+        method=request.method,
+        path=request.url.path,
+        message=message,
+        trace_id=trace_id_of(request.headers.get("traceparent")),
+    )
+
+
+def _model_of(request: Request) -> str:
+    return str(request.path_params.get("model_name", ""))
 
 
 def _note_signal(signum: int, frame: object) -> None:
@@ -215,5 +236,6 @@ class LocalModelServer(ModelServer):  # type: ignore[misc]
             logger.info("model '%s' is ready", model.name)
         self.timeline.mark("ready", models=[model.name for model in models])
         logger.info("%s", self.timeline.to_json())
+        record_startup(self.timeline.as_dict(), [model.name for model in models])
         if self.on_ready is not None:
             self.on_ready()

@@ -25,6 +25,7 @@ from zeroserve.local.lifecycle import ModelState
 from zeroserve.local.pool import ModelPool
 from zeroserve.local.upstream import ReplicaState
 from zeroserve.local.wire import ClientConnection, Request
+from zeroserve.metrics import record_startup
 from zeroserve.settings import LocalSettings, ServerSettings
 from zeroserve.spec import Batching, describe_validation_error
 
@@ -65,6 +66,7 @@ class Activator:
         except UsageError:
             await host.close()
             raise
+        record_startup(self.hello["timeline"], [model["name"] for model in self.hello["models"]])
         options = {
             "max_body_size": self.server_settings.max_body_size,
             "access_log": self.server_settings.access_log,

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import cache
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -21,6 +23,40 @@ if TYPE_CHECKING:
     from zeroserve.local.pool import ModelPool
 
 SCRAPE_TIMEOUT_S = 5.0
+HOLD_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+@dataclass(frozen=True)
+class ActivatorMetrics:
+    hold: Histogram
+    errors: Counter
+    scale_events: Counter
+
+
+@cache
+def activator_metrics() -> ActivatorMetrics:
+    """The activator's event metrics (observed off the warm path), on no global registry."""
+    return ActivatorMetrics(
+        hold=Histogram(
+            "zeroserve_request_hold_seconds",
+            "How long a request was held while its model started (or until refused).",
+            ["model"],
+            buckets=HOLD_BUCKETS,
+            registry=None,
+        ),
+        errors=Counter(
+            "zeroserve_activator_errors",
+            "Error answers the activator gave itself (502 worker died, 503 held too long…).",
+            ["model", "status", "type"],
+            registry=None,
+        ),
+        scale_events=Counter(
+            "zeroserve_scale_events",
+            "Scaling decisions: from_zero, up, down, to_zero.",
+            ["model", "direction"],
+            registry=None,
+        ),
+    )
 
 
 class PoolCollector:
@@ -57,15 +93,18 @@ class PoolCollector:
             cold.add_metric([name], pool.cold_starts)
             failures.add_metric([name], pool.lifecycle.failures)
         yield from (replicas, in_flight, held, cold, failures)
+        events = activator_metrics()
+        for metric in (events.hold, events.errors, events.scale_events):
+            yield from metric.collect()
         yield from self.workers
 
 
 def relabel(text: str, model: str, replica: str) -> Iterable[Metric]:
-    """A worker's exposition as metric families with ``model`` and ``replica`` labels added."""
+    """An exposition as metric families with ``model`` (if given) and ``replica`` labels added."""
     for family in text_string_to_metric_families(text):
         copy = Metric(family.name, family.documentation, family.type, family.unit)
         for sample in family.samples:
-            labels = {"model": model, **sample.labels, "replica": replica}
+            labels = {**({"model": model} if model else {}), **sample.labels, "replica": replica}
             copy.add_sample(sample.name, labels, sample.value, sample.timestamp)
         yield copy
 
@@ -86,10 +125,14 @@ async def scrape(pools: dict[str, ModelPool]) -> bytes:
             *(client.get(url) for _, _, url in targets), return_exceptions=True
         )
     merged: dict[str, Metric] = {}
+    # this process's own registry: the model host's imports and fetches, Python's figures
+    sources = [("", "activator", generate_latest(REGISTRY).decode())]
     for (model, replica, _), answer in zip(targets, answers, strict=True):
         if isinstance(answer, BaseException) or answer.status_code != 200:
             continue  # a replica that just stopped: its series are gone
-        for family in relabel(answer.text, model, replica):
+        sources.append((model, replica, answer.text))
+    for model, replica, text in sources:
+        for family in relabel(text, model, replica):
             into = merged.setdefault(family.name, family)
             if into is not family:
                 into.samples.extend(family.samples)

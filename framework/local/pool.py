@@ -10,9 +10,11 @@ import time
 from collections import deque
 from typing import Any
 
+from zeroserve.events import log_event, trace_id_of
 from zeroserve.local.autoscale import Autoscaler
 from zeroserve.local.host import ModelHost
 from zeroserve.local.lifecycle import Lifecycle, ModelState
+from zeroserve.local.metrics import activator_metrics
 from zeroserve.local.upstream import Exchange, Replica, ReplicaState, describe_exit
 from zeroserve.local.wire import ClientConnection, Request
 from zeroserve.settings import LocalSettings
@@ -28,8 +30,18 @@ class Unavailable(Exception):
         self.kind = kind
         self.retry_after = max(1, math.ceil(retry_after))
 
-    def answer(self, client: ClientConnection, model: str) -> None:
+    def answer(self, client: ClientConnection, model: str, request: Request) -> None:
         body = {"error": str(self), "type": self.kind, "model": model}
+        log_event(
+            logging.WARNING,
+            "error",
+            status=503,
+            type=self.kind,
+            model=model,
+            path=request.path,
+            message=str(self),
+            trace_id=trace_id_of(request.header(b"traceparent")),
+        )
         client.respond(503, body, {"retry-after": str(self.retry_after)})
 
 
@@ -81,21 +93,30 @@ class ModelPool:
         client.on_lost = task.cancel
 
     async def _route_held(self, request: Request, client: ClientConnection) -> None:
+        held_since = time.monotonic()
         try:
             replica = self.least_loaded() or await self._wait_for_replica()
             connection = await replica.connect()
         except Unavailable as exc:
-            exc.answer(client, self.name)
+            self._observe_hold(held_since)
+            activator_metrics().errors.labels(self.name, "503", exc.kind).inc()
+            exc.answer(client, self.name, request)
             return
-        except OSError as exc:
-            client.respond(
-                502, {"error": f"cannot reach the worker of '{self.name}': {exc}", "type": "Bad"}
-            )
+        except OSError as exc:  # the worker went away between ready and connect
+            activator_metrics().errors.labels(self.name, "502", "WorkerUnreachable").inc()
+            message = f"cannot reach the worker of model '{self.name}': {exc}; retry"
+            client.respond(502, {"error": message, "type": "WorkerUnreachable"})
             return
+        self._observe_hold(held_since)
         if client.closed:
             replica.idle.append(connection)
             return
         self._forward(request, client, replica, connection)
+
+    def _observe_hold(self, since: float) -> None:
+        waited = time.monotonic() - since
+        if waited > 0.001:  # only requests that waited for a start
+            activator_metrics().hold.labels(self.name).observe(waited)
 
     def _forward(
         self, request: Request, client: ClientConnection, replica: Replica, connection: Any
@@ -105,6 +126,8 @@ class ModelPool:
 
     def _exchange_done(self, exchange: Exchange) -> None:
         self._count(-1)
+        if exchange.status == 502:
+            activator_metrics().errors.labels(self.name, "502", "WorkerDied").inc()
         if 200 <= exchange.status < 500:
             self.lifecycle.succeeded()
             if self.cold_start is not None and "first_response_s" not in self.cold_start:
@@ -160,6 +183,7 @@ class ModelPool:
     # ---- replicas ------------------------------------------------------------------------
     def _begin_cold_start(self, trigger: str) -> None:
         self.cold_starts += 1
+        self._scale_event("from_zero")
         self.cold_start = {
             "trigger": trigger,
             "mode": "fork" if self.host.fork else "spawn",
@@ -210,6 +234,12 @@ class ModelPool:
             self.cold_start["ready_s"] = round(time.monotonic() - self.cold_start["t0"], 4)
             self.cold_start["worker_timeline"] = replica.timeline
             self.last_cold_start = self.cold_start
+            log_event(
+                logging.INFO,
+                "cold_start",
+                model=self.name,
+                **{key: value for key, value in self.cold_start.items() if key != "t0"},
+            )
         while self.waiters:
             waiter = self.waiters.popleft()
             if not waiter.done():
@@ -262,6 +292,9 @@ class ModelPool:
             if not waiter.done():
                 waiter.set_exception(error)
 
+    def _scale_event(self, direction: str) -> None:
+        activator_metrics().scale_events.labels(self.name, direction).inc()
+
     def drain(self, replica: Replica) -> None:
         """Stop routing to ``replica`` and SIGTERM it; its in-flight requests finish."""
         replica.state = ReplicaState.DRAINING
@@ -302,17 +335,20 @@ class ModelPool:
         ):
             logger.info("model '%s': idle for %.1fs, scaling to zero", self.name, idle_for)
             self.lifecycle.idle()
+            self._scale_event("to_zero")
             for replica in active:
                 self.drain(replica)
             return
         desired = self.autoscaler.desired(now, len(active))
         for _ in range(desired - len(active)):
+            self._scale_event("up")
             self.start_replica()
         surplus = sorted(
             (r for r in active if r.state is ReplicaState.READY), key=lambda r: r.in_flight
         )[: max(len(active) - desired, 0)]
         for replica in surplus:
             logger.info("model '%s': scaling in, draining %s", self.name, replica.id)
+            self._scale_event("down")
             self.drain(replica)
 
     def start_warm(self) -> None:

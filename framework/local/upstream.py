@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any, cast
 
 import httptools
 
+from zeroserve.events import log_event, trace_id_of
 from zeroserve.local.wire import ClientConnection, Request
 
 EXIT_WAIT_S = 2.0  # how long a 502 waits to learn the worker's exit code
@@ -210,6 +212,16 @@ class Exchange:
         except TimeoutError:
             code = None
         self._end()
+        log_event(
+            logging.WARNING,
+            "error",
+            status=502,
+            type="WorkerDied",
+            model=self.replica.model,
+            path=self.request.path,
+            message=describe_exit(code),
+            trace_id=trace_id_of(self.request.header(b"traceparent")),
+        )
         if self.connection is not None and self.connection.received:
             self.client.finish(keep_alive=False)  # half an answer went out: only closing is honest
             return

@@ -34,6 +34,7 @@ def run_replica(
     control: socket.socket,
     replica_id: str,
     options: dict[str, Any],
+    timeline: StartupTimeline | None = None,
 ) -> int:
     """Serve ``found`` until SIGTERM; the exit code says how it ended."""
     from zeroserve.adapter import PredictorModel
@@ -41,7 +42,7 @@ def run_replica(
     from zeroserve.sockets import bind_socket
     from zeroserve.spec import Batching
 
-    timeline = StartupTimeline()
+    timeline = timeline or StartupTimeline()
     sock = bind_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
     model = PredictorModel(found.cls, found.declaration, model_dir, timeline=timeline)
@@ -91,15 +92,16 @@ def main(argv: list[str] | None = None) -> None:
     from zeroserve.materialize import ModelFolders
 
     settings = Settings()
-    folders = ModelFolders(
-        ModelCache(settings.cache.root, settings.cache.budget), StartupTimeline()
-    )
+    timeline = StartupTimeline()  # a spawned worker's own imports and fetch are phases too
+    folders = ModelFolders(ModelCache(settings.cache.root, settings.cache.budget), timeline)
     try:
-        found = [item for item in find_predictors(args.target) if item.name == args.model]
+        with timeline.phase("imports"):
+            found = [item for item in find_predictors(args.target) if item.name == args.model]
         if not found:
             raise UsageError(f"{args.target} has no predictor named '{args.model}'")
         model_dir = folders.folder_for(found[0])
-        code = run_replica(found[0], model_dir, control, args.id, orjson.loads(args.options))
+        options = orjson.loads(args.options)
+        code = run_replica(found[0], model_dir, control, args.id, options, timeline)
     except (ZeroserveError, ColdStartError) as exc:
         send_message(control, event="failed", id=args.id, error=str(exc))
         logger.error("worker %s: %s", args.id, exc)

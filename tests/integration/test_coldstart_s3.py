@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import FIXTURES, MotoS3, start_server, wait_ready
 from zeroserve.coldstart import (
@@ -205,8 +206,23 @@ def test_serve_loads_an_s3_model_through_the_cache(moto_s3: MotoS3, tmp_path: Pa
                 f"{server.url}/v1/models/scaler:predict", json={"instances": [1, 2]}, timeout=30
             )
             assert response.json() == {"predictions": [3.0, 6.0]}
+            metrics = httpx.get(f"{server.url}/metrics").text
         finally:
             server.stop()
         log = server.log()
         assert '"event": "startup_timeline"' in log
         assert ("cache hit" in log) == (attempt == "warm")
+        lookups = {
+            (sample.labels["result"], sample.value)
+            for family in text_string_to_metric_families(metrics)
+            for sample in family.samples
+            if sample.name == "zeroserve_cache_lookups_total"
+        }
+        fetched = [
+            sample.value
+            for family in text_string_to_metric_families(metrics)
+            for sample in family.samples
+            if sample.name == "zeroserve_cache_fetched_bytes_total"
+        ]
+        assert lookups == {("hit" if attempt == "warm" else "miss", 1.0)}
+        assert (fetched[0] > 0) == (attempt == "cold")
