@@ -116,6 +116,8 @@ def _predictor(spec: PredictorSpec, options: RenderOptions) -> dict[str, Any]:
         "timeout": options.request_timeout_seconds,
         "model": _model(spec, options),
         "volumes": [{"name": "model-cache", "persistentVolumeClaim": {"claimName": CACHE_CLAIM}}],
+        # on the pods: what manifests/monitoring's PodMonitor selects
+        "labels": {"app.kubernetes.io/managed-by": "zeroserve", "zeroserve.dev/model": spec.name},
     }
     if options.service_account:
         predictor["serviceAccountName"] = options.service_account

@@ -3,6 +3,8 @@ object validates: core kinds with kubernetes-validate, KServe kinds against the 
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 import sys
@@ -128,3 +130,32 @@ def test_build_writes_a_multi_stage_non_root_dockerfile(tmp_path: Path, iris_dir
     again = run_zeroserve("build", str(iris_dir / "model.py"), "--output", str(output))
     assert again.returncode == 2
     assert "is not empty" in again.stderr
+
+
+def test_monitoring_selects_rendered_pods_and_charts_metrics_that_exist() -> None:
+    objects = {obj["kind"]: obj for obj in kustomize(MANIFESTS / "monitoring")}
+    monitor = objects["PodMonitor"]
+    assert problems(objects["ConfigMap"]) == []
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    iris = str(ROOT / "samples" / "iris" / "model.py") + ":Iris"
+    rendered = run_zeroserve("render", iris, "--repository", "s3://bucket/zeroserve")
+    assert rendered.returncode == 0, rendered.stderr
+    pod_labels = yaml.safe_load(rendered.stdout)["spec"]["predictor"]["labels"]
+    assert selector.items() <= pod_labels.items()
+    runtime = next(
+        obj for obj in kustomize(MANIFESTS / "base") if obj["kind"] == "ClusterServingRuntime"
+    )
+    port_names = {port.get("name") for port in runtime["spec"]["containers"][0]["ports"]}
+    assert monitor["spec"]["podMetricsEndpoints"][0]["port"] in port_names
+    dashboard = json.loads(objects["ConfigMap"]["data"]["zeroserve.json"])
+    names = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\b(zeroserve_\w+|request_\w+)\b", target["expr"])
+    }
+    assert names, "the dashboard queries no metric"
+    source = "\n".join(path.read_text() for path in (ROOT / "framework").rglob("*.py"))
+    for name in names:
+        base = re.sub(r"_(bucket|sum|count|total)$", "", name)
+        assert base.startswith("request_") or f'"{base}"' in source, f"{name} is not exported"
