@@ -20,6 +20,7 @@ from zeroserve.coldstart import StartupTimeline
 from zeroserve.decorator import Declaration
 from zeroserve.errors import InvalidPayload, LoadError, PredictError, ZeroserveError
 from zeroserve.metrics import PrometheusBatchObserver
+from zeroserve.tracing import server_span, tracer
 
 with kserve_argv():
     import kserve
@@ -82,6 +83,12 @@ class PredictorModel(kserve.Model):  # type: ignore[misc]
         headers: dict[str, str] | None = None,
         response_headers: dict[str, str] | None = None,
     ) -> dict[str, Any] | InferResponse:
+        with server_span("predict", headers, **{"zeroserve.model": self.name}):
+            return await self._predict(payload)
+
+    async def _predict(
+        self, payload: dict[str, Any] | InferRequest
+    ) -> dict[str, Any] | InferResponse:
         signature = self.declaration.signature
         if isinstance(payload, InferRequest):
             inputs = {tensor.name: tensor.as_numpy().tolist() for tensor in payload.inputs}
@@ -93,7 +100,8 @@ class PredictorModel(kserve.Model):  # type: ignore[misc]
 
     async def _call(self, kwargs: dict[str, Any]) -> Any:
         if self.batchers is not None:
-            return await self.batchers.submit(kwargs)
+            with tracer().start_as_current_span("batch"):  # the queue wait and the batch call
+                return await self.batchers.submit(kwargs)
         try:
             if self.declaration.signature.is_async:
                 return await self.instance.predict(**kwargs)

@@ -38,6 +38,7 @@ from zeroserve.metrics import record_error, record_startup
 from zeroserve.middleware import BodySizeLimit, CancelOnDisconnect
 from zeroserve.settings import ServerSettings
 from zeroserve.spec import Batching, describe_validation_error
+from zeroserve.tracing import configure_tracing, timeline_spans
 
 with kserve_argv():
     from kserve import ModelServer
@@ -177,6 +178,7 @@ class LocalModelServer(ModelServer):  # type: ignore[misc]
         """
         self.timeline = timeline or StartupTimeline()
         self.on_ready = on_ready
+        configure_tracing()
         for model in models:
             self.register_model(model)
             model.enable_latency_logging = self.enable_latency_logging
@@ -236,6 +238,8 @@ class LocalModelServer(ModelServer):  # type: ignore[misc]
             logger.info("model '%s' is ready", model.name)
         self.timeline.mark("ready", models=[model.name for model in models])
         logger.info("%s", self.timeline.to_json())
-        record_startup(self.timeline.as_dict(), [model.name for model in models])
+        names = [model.name for model in models]
+        record_startup(self.timeline.as_dict(), names)
+        timeline_spans(self.timeline.as_dict(), self.timeline.origin, ",".join(names))
         if self.on_ready is not None:
             self.on_ready()

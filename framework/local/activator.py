@@ -28,6 +28,7 @@ from zeroserve.local.wire import ClientConnection, Request
 from zeroserve.metrics import record_startup
 from zeroserve.settings import LocalSettings, ServerSettings
 from zeroserve.spec import Batching, describe_validation_error
+from zeroserve.tracing import configure_tracing
 
 logger = logging.getLogger("zeroserve")
 MODEL_ROUTE = re.compile(r"^/v[12]/models/([^/:]+)(.*)$")
@@ -58,6 +59,7 @@ class Activator:
     async def _main(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         self.stopping = asyncio.Event()
+        configure_tracing()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self._stop, signum)
         host = ModelHost(self.target, not self.settings.fork, self._on_event)

@@ -15,6 +15,7 @@ from zeroserve.local.autoscale import Autoscaler
 from zeroserve.local.host import ModelHost
 from zeroserve.local.lifecycle import Lifecycle, ModelState
 from zeroserve.local.metrics import activator_metrics
+from zeroserve.local.tracing import continue_trace, hold_span
 from zeroserve.local.upstream import Exchange, Replica, ReplicaState, describe_exit
 from zeroserve.local.wire import ClientConnection, Request
 from zeroserve.settings import LocalSettings
@@ -94,6 +95,12 @@ class ModelPool:
 
     async def _route_held(self, request: Request, client: ClientConnection) -> None:
         held_since = time.monotonic()
+        with hold_span(request, self.name):
+            await self._route_held_traced(request, client, held_since)
+
+    async def _route_held_traced(
+        self, request: Request, client: ClientConnection, held_since: float
+    ) -> None:
         try:
             replica = self.least_loaded() or await self._wait_for_replica()
             connection = await replica.connect()
@@ -108,6 +115,7 @@ class ModelPool:
             client.respond(502, {"error": message, "type": "WorkerUnreachable"})
             return
         self._observe_hold(held_since)
+        continue_trace(request)
         if client.closed:
             replica.idle.append(connection)
             return

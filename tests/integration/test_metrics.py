@@ -4,6 +4,7 @@ structured log lines carry the client's trace id."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -118,3 +119,37 @@ def test_activator_metrics_after_a_cold_start_and_an_error(tmp_path: Path) -> No
     cold = next(event for event in events if event["event"] == "cold_start")
     assert cold["model"] == "steady"
     assert cold["ready_s"] > 0
+
+
+def test_a_trace_runs_from_the_client_through_the_hold_to_the_worker(tmp_path: Path) -> None:
+    """Real processes, the SDK's console exporter: the activator's hold span continues the
+    client's traceparent and the worker's spans continue the hold span."""
+    env = {**os.environ, "OTEL_TRACES_EXPORTER": "console", "OTEL_SERVICE_NAME": "zs-test"}
+    server = start_server(FIXTURES / "local" / "steady.py", tmp_path / "traced.log", env=env)
+    try:
+        wait_ready(server, "steady")
+        answer = httpx.post(
+            f"{server.url}/v1/models/steady:predict",
+            json={"instances": [1]},
+            headers={"traceparent": TRACEPARENT},
+            timeout=60,
+        )
+        assert answer.status_code == 200
+    finally:
+        server.stop()
+    spans = [json.loads(line) for line in server.log().splitlines() if line.startswith('{"name"')]
+    by_id = {span["context"]["span_id"]: span for span in spans}
+    client_trace, client_span = TRACEPARENT.split("-")[1:3]
+    hold = next(span for span in spans if span["name"] == "hold")
+    assert hold["context"]["trace_id"] == f"0x{client_trace}"
+    assert hold["parent_id"] == f"0x{client_span}"
+    predict = next(span for span in spans if span["name"] == "predict")
+    assert predict["context"]["trace_id"] == f"0x{client_trace}"
+    ancestors = []
+    parent = predict["parent_id"]
+    while parent in by_id:
+        ancestors.append(by_id[parent]["name"])
+        parent = by_id[parent]["parent_id"]
+    assert "hold" in ancestors
+    assert {span["resource"]["attributes"]["service.name"] for span in spans} == {"zs-test"}
+    assert any(span["name"] == "cold_start" for span in spans)

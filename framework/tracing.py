@@ -1,0 +1,116 @@
+"""OpenTelemetry spans for zeroserve's phases, on ``opentelemetry-api``.
+
+Spans cost next to nothing until an SDK is configured. ``configure_tracing()`` installs one when
+``OTEL_TRACES_EXPORTER`` names an exporter (``console``, ``otlp``) and ``opentelemetry-sdk`` is
+installed (``pip install 'zeroserve[tracing]'``); the standard ``OTEL_*`` variables (service
+name, resource attributes, OTLP endpoint and headers) apply. Call it after a fork, never before:
+an exporter's thread does not survive one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from opentelemetry import propagate, trace
+
+logger = logging.getLogger("zeroserve")
+TRACER_NAME = "zeroserve"
+
+
+def tracer() -> trace.Tracer:
+    return trace.get_tracer(TRACER_NAME)
+
+
+def configure_tracing() -> bool:
+    """Export spans as OTEL_TRACES_EXPORTER says; False when tracing stays off."""
+    names = [name.strip() for name in os.environ.get("OTEL_TRACES_EXPORTER", "").split(",")]
+    names = [name for name in names if name and name != "none"]
+    if not names:
+        return False
+    try:
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+    except ImportError:
+        logger.warning(
+            "OTEL_TRACES_EXPORTER=%s but opentelemetry-sdk is not installed: no spans are "
+            "exported (pip install 'zeroserve[tracing]')",
+            ",".join(names),
+        )
+        return False
+    provider = TracerProvider(resource=Resource.create())
+    for name in names:
+        processor = _processor(name)
+        if processor is not None:
+            provider.add_span_processor(processor)
+    trace.set_tracer_provider(provider)
+    return True
+
+
+def _processor(name: str) -> Any:
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        ConsoleSpanExporter,
+        SimpleSpanProcessor,
+    )
+
+    if name == "console":  # one JSON object per line, as it ends
+        return SimpleSpanProcessor(ConsoleSpanExporter(formatter=_one_line))
+    if name == "otlp":
+        try:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        except ImportError:
+            logger.warning("OTEL_TRACES_EXPORTER=otlp needs opentelemetry-exporter-otlp-proto-http")
+            return None
+        return BatchSpanProcessor(OTLPSpanExporter())
+    logger.warning("OTEL_TRACES_EXPORTER: unknown exporter '%s' (use console or otlp)", name)
+    return None
+
+
+def _one_line(span: Any) -> str:
+    return str(span.to_json(indent=None)) + "\n"
+
+
+@contextlib.contextmanager
+def server_span(name: str, headers: Mapping[str, str] | None, **attributes: Any) -> Iterator[Any]:
+    """A span that continues the caller's W3C trace (``traceparent`` in ``headers``)."""
+    # inside an instrumented server (KServe's FastAPI spans) the current span is the parent
+    current = trace.get_current_span().get_span_context().is_valid
+    context = propagate.extract(headers) if headers and not current else None
+    kind = trace.SpanKind.SERVER
+    with tracer().start_as_current_span(name, context=context, kind=kind) as span:
+        if span.is_recording():
+            span.set_attributes(attributes)
+        yield span
+
+
+def timeline_spans(timeline: dict[str, Any], origin_monotonic: float, model: str) -> None:
+    """Record a finished startup timeline as a ``cold_start`` span with a child per phase."""
+    phases = [p for p in timeline["phases"] if p["end_s"] is not None]
+    if not phases:
+        return
+    to_epoch_ns = time.time_ns() - int(time.monotonic() * 1e9) + int(origin_monotonic * 1e9)
+    end = max(p["end_s"] for p in phases)
+    root = tracer().start_span(
+        "cold_start", start_time=to_epoch_ns, attributes={"zeroserve.model": model}
+    )
+    with trace.use_span(root, end_on_exit=False):
+        for phase in phases:
+            if phase["end_s"] == phase["start_s"]:
+                continue  # a mark (ready), not a phase
+            child = tracer().start_span(
+                phase["name"], start_time=to_epoch_ns + int(phase["start_s"] * 1e9)
+            )
+            child.end(end_time=to_epoch_ns + int(phase["end_s"] * 1e9))
+    root.end(end_time=to_epoch_ns + int(end * 1e9))
+
+
+def inject_headers(span: Any) -> dict[str, str]:
+    """The ``traceparent`` (and ``tracestate``) naming ``span`` as the parent."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=trace.set_span_in_context(span))
+    return carrier
