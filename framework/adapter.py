@@ -18,8 +18,9 @@ from zeroserve.batched import BatcherPool
 from zeroserve.batching import BatchObserver
 from zeroserve.coldstart import StartupTimeline
 from zeroserve.decorator import Declaration
+from zeroserve.drift import DriftMonitor
 from zeroserve.errors import InvalidPayload, LoadError, PredictError, ZeroserveError
-from zeroserve.metrics import PrometheusBatchObserver
+from zeroserve.metrics import PrometheusBatchObserver, drift_collector
 from zeroserve.tracing import server_span, tracer
 
 with kserve_argv():
@@ -53,6 +54,8 @@ class PredictorModel(kserve.Model):  # type: ignore[misc]
         self.ready = False
         self.timeline = timeline or StartupTimeline()
         self.offload_predict = False
+        self.monitor = DriftMonitor.for_folder(model_dir)
+        drift_collector().monitors[self.name] = self.monitor
         self.slow_calls = 0
         batching = declaration.spec.batching
         self.batchers: BatcherPool | None = None
@@ -92,11 +95,19 @@ class PredictorModel(kserve.Model):  # type: ignore[misc]
         signature = self.declaration.signature
         if isinstance(payload, InferRequest):
             inputs = {tensor.name: tensor.as_numpy().tolist() for tensor in payload.inputs}
-            result = await self._call(signature.bind_v2(inputs, payload.parameters))
+            result = await self._monitored(signature.bind_v2(inputs, payload.parameters))
             return self._v2_response(payload, result)
         if isinstance(payload, bytes | str):  # a JSON body sent without a JSON content type
             payload = _json_body(payload)
-        return {"predictions": _plain(await self._call(signature.bind_v1(payload)))}
+        return {"predictions": await self._monitored(signature.bind_v1(payload))}
+
+    async def _monitored(self, kwargs: dict[str, Any]) -> Any:
+        """predict(), with its inputs and outputs counted for drift and output distribution."""
+        if self.monitor.watches_inputs:
+            self.monitor.observe(kwargs[self.declaration.signature.instances.name])
+        result = _plain(await self._call(kwargs))
+        self.monitor.observe_outputs(result)
+        return result
 
     async def _call(self, kwargs: dict[str, Any]) -> Any:
         if self.batchers is not None:

@@ -38,10 +38,30 @@ def _labels(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--version", "version", required=True, help="Immutable version, e.g. v1.")
 @click.option("--label", "labels", multiple=True, help="KEY=VALUE label (repeatable).")
 @click.option("--framework", default="", help="Framework metadata, e.g. sklearn==1.5.")
+@click.option(
+    "--reference",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help='JSON sample of instances (a list, or {"instances": [...]}) to profile for drift.',
+)
 def push_command(
-    folder: Path, repository: str, name: str, version: str, labels: tuple[str, ...], framework: str
+    folder: Path,
+    repository: str,
+    name: str,
+    version: str,
+    labels: tuple[str, ...],
+    framework: str,
+    reference: Path | None,
 ) -> None:
-    """Upload FOLDER to REPOSITORY/NAME/VERSION with a manifest of every file's sha256."""
+    """Upload FOLDER to REPOSITORY/NAME/VERSION with a manifest of every file's sha256.
+
+    With --reference, the sample's profile is saved in FOLDER first (zeroserve-reference.json)
+    and travels with the model: serving compares live inputs with it."""
+    if reference is not None:
+        from zeroserve.drift import write_profile
+
+        saved = write_profile(reference, folder)
+        click.echo(f"reference profile saved as {saved}", err=True)
     meta = {"framework": framework} if framework else {}
     with Console(stderr=True).status(f"hashing and uploading {folder}"):
         manifest, uploaded = push(

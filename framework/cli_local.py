@@ -72,3 +72,21 @@ def print_local_status(url: str, name: str | None, output_format: str) -> None:
     if name is not None and models[name]["last_cold_start"]:
         for phase in models[name]["last_cold_start"]["worker_timeline"]["phases"]:
             click.echo(f"  {phase['name']}: {phase['start_s']}s -> {phase['end_s']}s")
+    if name is not None and models[name]["state"] == "ready":  # never wake a model to ask
+        _print_drift(url, name)
+
+
+def _print_drift(url: str, name: str) -> None:
+    import httpx
+
+    report = httpx.get(f"{url.rstrip('/')}/zeroserve/models/{name}/drift", timeout=10).json()
+    if not report.get("profile"):
+        click.echo("drift: no reference profile (zeroserve push --reference SAMPLE.json)")
+        return
+    click.echo(
+        f"drift over the last {report['window_instances']} instances "
+        f"(PSI threshold {report['threshold']}, flagged from {report['min_instances']}):"
+    )
+    for feature in report["features"]:
+        flag = "DRIFTED" if feature["drifted"] else "ok"
+        click.echo(f"  {feature['name']} ({feature['kind']}): PSI {feature['psi']} {flag}")

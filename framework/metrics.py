@@ -5,11 +5,13 @@ Metrics are created on first use, never at import.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from zeroserve.batching import DispatchReason
 
@@ -128,3 +130,48 @@ def record_startup(timeline: dict[str, Any], models: list[str]) -> None:
 
 def record_error(model: str, status: int, kind: str) -> None:
     serving_metrics().errors.labels(model=model, status=str(status), type=kind).inc()
+
+
+class DriftCollector:
+    """Drift and output figures of every model in this process, computed at scrape time."""
+
+    def __init__(self) -> None:
+        self.monitors: dict[str, Any] = {}  # model -> DriftMonitor
+
+    def collect(self) -> Iterator[Metric]:
+        score = GaugeMetricFamily(
+            "zeroserve_feature_psi",
+            "Population stability index of each input feature over the recent window.",
+            labels=["model", "feature", "kind"],
+        )
+        flag = GaugeMetricFamily(
+            "zeroserve_feature_drifted",
+            "1 when a feature's PSI is past the threshold (with enough instances seen).",
+            labels=["model", "feature"],
+        )
+        window = GaugeMetricFamily(
+            "zeroserve_drift_window_instances", "Instances in the drift window.", labels=["model"]
+        )
+        outputs = CounterMetricFamily(
+            "zeroserve_prediction_outputs",
+            "Predictions by output value.",
+            labels=["model", "value"],
+        )
+        for model, monitor in self.monitors.items():
+            report = monitor.report()
+            for feature in report["features"]:
+                score.add_metric([model, feature["name"], feature["kind"]], feature["psi"])
+                flag.add_metric([model, feature["name"]], float(feature["drifted"]))
+            if monitor.watches_inputs:
+                window.add_metric([model], report["window_instances"])
+            for value, count in report["outputs"].items():
+                outputs.add_metric([model, value], count)
+        yield from (score, flag, window, outputs)
+
+
+@cache
+def drift_collector() -> DriftCollector:
+    """The process-wide drift collector, registered on first use."""
+    collector = DriftCollector()
+    REGISTRY.register(collector)
+    return collector

@@ -101,6 +101,15 @@ class BatchingRoutes:
     def install(self, app: Any) -> None:
         app.add_api_route(self.PATH, self.read, methods=["GET"])
         app.add_api_route(self.PATH, self.change, methods=["PUT"])
+        app.add_api_route("/zeroserve/models/{name}/drift", self.drift, methods=["GET"])
+
+    async def drift(self, name: str) -> dict[str, Any]:
+        """Input drift against the reference profile, and the outputs seen, for model NAME."""
+        model = self.registry.get_model(name)
+        if not isinstance(model, PredictorModel):
+            raise ModelNotFound(name)
+        report = model.monitor.report()
+        return {"model": name, "profile": model.monitor.watches_inputs, **report}
 
     def _model(self, name: str) -> PredictorModel:
         model = self.registry.get_model(name)

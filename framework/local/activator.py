@@ -32,7 +32,7 @@ from zeroserve.tracing import configure_tracing
 
 logger = logging.getLogger("zeroserve")
 MODEL_ROUTE = re.compile(r"^/v[12]/models/([^/:]+)(.*)$")
-BATCHING_ROUTE = re.compile(r"^/zeroserve/models/([^/]+)/batching$")
+ADMIN_ROUTE = re.compile(r"^/zeroserve/models/([^/]+)/(batching|drift)$")
 
 
 class Activator:
@@ -130,9 +130,11 @@ class Activator:
             else:
                 self._forward(name, request, client)
             return
-        match = BATCHING_ROUTE.match(path)
-        if match is not None:
+        match = ADMIN_ROUTE.match(path)
+        if match is not None and match.group(2) == "batching":
             self._batching(match.group(1), request, client)
+        elif match is not None:  # drift: one replica's window
+            self._forward(match.group(1), request, client)
         elif path.startswith("/openai/v1/") and path != "/openai/v1/models":
             self._forward(self._openai_model(request), request, client)
         elif path in ("/docs", "/openapi.json", "/docs/oauth2-redirect") and self.pools:
