@@ -20,11 +20,15 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running(
-    command: list[str], ready_url: str, log: Path, timeout: float = 120.0
+    command: list[str],
+    ready_url: str,
+    log: Path,
+    timeout: float = 120.0,
+    env: dict[str, str] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``command`` until the block ends; enter the block once ``ready_url`` answers 200."""
     with log.open("wb") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
     try:
         wait_ready(process, ready_url, log, timeout)
         yield process

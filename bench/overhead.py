@@ -1,16 +1,21 @@
 """What zeroserve's layer costs: iris v1 predict under 32 concurrent clients.
 
-Both servers run the same scikit-learn model on the real kserve.ModelServer with KServe's default
-logging: (1) the iris sample under `zeroserve serve`; (2) a plain hand-written kserve.Model. They
-are measured in short back-to-back pairs of rounds (A B, B A, ...) in one run. The machine is shared
-and its speed drifts by 2x within a minute, so the ratio is the median over pairs of the two
-throughputs measured seconds apart, not a ratio of totals. The server's own CPU time per request
-(from /proc) is printed beside the throughput.
-Goal: zeroserve / plain KServe >= 0.95 in requests per second.
+Three servers run the same scikit-learn model on the real kserve.ModelServer with KServe's default
+logging: (1) the iris sample under `zeroserve serve --direct`; (2) a plain hand-written
+kserve.Model; (3) (1) with tracing on: the OpenTelemetry SDK sampling 10% of traces (head
+sampling, parentbased_traceidratio; BENCH_TRACE_SAMPLE_RATIO=1 for all) and exporting their spans
+over OTLP/HTTP to a collector in this process (KServe's own FastAPI spans included). zeroserve's metrics are on
+in (1) and (3) alike, as they always are. They are measured in short back-to-back rounds, each
+server going first in turn. The machine is shared and its speed drifts by 2x within a minute, so
+each ratio is the median over rounds of throughputs measured seconds apart, not a ratio of totals.
+The server's own CPU time per request (from /proc) is printed beside the throughput.
+Goals: zeroserve / plain KServe >= 0.95 and traced / untraced >= 0.95 in requests per second.
 """
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
 import os
 import shutil
@@ -18,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 from bench._load import LoadResult, run_load
@@ -26,7 +32,9 @@ from bench._process import free_port, running
 ROOT = Path(__file__).resolve().parent.parent
 GOAL = 0.95
 CLIENTS = 32
-PAIRS = 16
+ROUNDS = 12
+TRACING_GOAL = 0.95
+SAMPLE_RATIO = "0.1"
 ROUND_SECONDS = 1.5
 WARMUP_SECONDS = 2.0
 BODY = json.dumps({"instances": [[5.1, 3.5, 1.4, 0.2]]}).encode()
@@ -53,49 +61,85 @@ def measure(port: int, seconds: float) -> LoadResult:
     return run_load("127.0.0.1", port, path, BODY, clients=CLIENTS, seconds=seconds)
 
 
-def pairs(names: list[str]) -> list[list[str]]:
-    """[A, B], [B, A], ...: each server goes first as often as the other."""
-    return [names if index % 2 == 0 else names[::-1] for index in range(PAIRS)]
+def orders(names: list[str]) -> list[list[str]]:
+    """Each round measures every server once, each going first as often as the others."""
+    return [names[i % len(names) :] + names[: i % len(names)] for i in range(ROUNDS)]
+
+
+class _Sink(http.server.BaseHTTPRequestHandler):
+    """An OTLP/HTTP collector that accepts every export and keeps nothing."""
+
+    def do_POST(self) -> None:  # noqa: N802 - the http.server API
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+def commands(folder: Path, ports: dict[str, int]) -> dict[str, list[str]]:
+    def zeroserve(port: int) -> list[str]:
+        return [
+            *(sys.executable, "-m", "zeroserve", "serve", str(folder / "model.py")),
+            "--direct",  # the layer over KServe; the activator's cost is bench.scale_from_zero's
+            *("--port", str(port)),
+        ]
+
+    return {
+        "zeroserve": zeroserve(ports["zeroserve"]),
+        "traced": zeroserve(ports["traced"]),
+        "kserve": [
+            *(sys.executable, "-m", "bench._plain_kserve", str(folder), str(ports["kserve"]))
+        ],
+    }
 
 
 def main() -> dict[str, object]:
-    with tempfile.TemporaryDirectory() as scratch:
+    sink = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+    threading.Thread(target=sink.serve_forever, daemon=True).start()
+    tracing_env = {
+        **os.environ,
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.server_address[1]}",
+        "OTEL_SERVICE_NAME": "bench-overhead",
+        # head sampling, as tracing runs in production; BENCH_TRACE_SAMPLE_RATIO=1 traces all
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": os.environ.get("BENCH_TRACE_SAMPLE_RATIO", SAMPLE_RATIO),
+    }
+    names = ["zeroserve", "kserve", "traced"]
+    results = {name: LoadResult() for name in names}
+    cpu = {name: 0.0 for name in names}
+    ratios: dict[str, list[float]] = {"zeroserve": [], "traced": []}
+    with tempfile.TemporaryDirectory() as scratch, contextlib.ExitStack() as stack:
         folder = Path(scratch)
         prepare_model(folder)
-        ours, plain = free_port(), free_port()
-        zeroserve_cmd = [
-            sys.executable,
-            "-m",
-            "zeroserve",
-            "serve",
-            str(folder / "model.py"),
-            "--direct",  # the layer over KServe; the activator's cost is bench.scale_from_zero's
-            "--port",
-            str(ours),
-        ]
-        kserve_cmd = [sys.executable, "-m", "bench._plain_kserve", str(folder), str(plain)]
-        results = {"zeroserve": LoadResult(), "kserve": LoadResult()}
-        ports = {"zeroserve": ours, "kserve": plain}
+        ports = {name: free_port() for name in names}
         ready = "http://127.0.0.1:{}/v2/models/iris/ready"
-        cpu = {name: 0.0 for name in results}
-        with (
-            running(zeroserve_cmd, ready.format(ours), folder / "zeroserve.log") as ours_process,
-            running(kserve_cmd, ready.format(plain), folder / "kserve.log") as plain_process,
-        ):
-            pids = {"zeroserve": ours_process.pid, "kserve": plain_process.pid}
-            for name in results:
-                measure(ports[name], WARMUP_SECONDS)
-            pair_ratios = []
-            for pair in pairs(list(results)):
-                rates = {}
-                for name in pair:
-                    before = cpu_seconds(pids[name])
-                    measured = measure(ports[name], ROUND_SECONDS)
-                    cpu[name] += cpu_seconds(pids[name]) - before
-                    results[name].merge(measured)
-                    rates[name] = measured.requests_per_second
-                pair_ratios.append(rates["zeroserve"] / rates["kserve"])
-    ratio = statistics.median(pair_ratios)
+        pids = {}
+        for name, command in commands(folder, ports).items():
+            env = tracing_env if name == "traced" else None
+            process = stack.enter_context(
+                running(command, ready.format(ports[name]), folder / f"{name}.log", env=env)
+            )
+            pids[name] = process.pid
+        for name in names:
+            measure(ports[name], WARMUP_SECONDS)
+        for order in orders(names):
+            rates = {}
+            for name in order:
+                before = cpu_seconds(pids[name])
+                measured = measure(ports[name], ROUND_SECONDS)
+                cpu[name] += cpu_seconds(pids[name]) - before
+                results[name].merge(measured)
+                rates[name] = measured.requests_per_second
+            ratios["zeroserve"].append(rates["zeroserve"] / rates["kserve"])
+            ratios["traced"].append(rates["traced"] / rates["zeroserve"])
+    sink.shutdown()
+    ratio = statistics.median(ratios["zeroserve"])
+    tracing_ratio = statistics.median(ratios["traced"])
     figures = {name: result.summary() for name, result in results.items()}
     for name, summary in figures.items():
         summary["server_cpu_ms_per_request"] = round(1000 * cpu[name] / summary["requests"], 3)
@@ -108,9 +152,15 @@ def main() -> dict[str, object]:
         "bench": "overhead",
         "ratio": round(ratio, 3),
         "goal": GOAL,
-        "met": ratio >= GOAL,
+        "met": ratio >= GOAL and tracing_ratio >= TRACING_GOAL,
         "clients": CLIENTS,
-        "pair_ratio_range": [round(min(pair_ratios), 3), round(max(pair_ratios), 3)],
+        "pair_ratio_range": [
+            round(min(ratios["zeroserve"]), 3),
+            round(max(ratios["zeroserve"]), 3),
+        ],
+        "tracing_ratio": round(tracing_ratio, 3),
+        "tracing_goal": TRACING_GOAL,
+        "trace_sample_ratio": float(tracing_env["OTEL_TRACES_SAMPLER_ARG"]),
         **figures,
     }
 

@@ -21,7 +21,7 @@ from zeroserve.decorator import Declaration
 from zeroserve.drift import DriftMonitor
 from zeroserve.errors import InvalidPayload, LoadError, PredictError, ZeroserveError
 from zeroserve.metrics import PrometheusBatchObserver, drift_collector
-from zeroserve.tracing import server_span, tracer
+from zeroserve.tracing import server_span, tracer, tracing_on
 
 with kserve_argv():
     import kserve
@@ -86,6 +86,8 @@ class PredictorModel(kserve.Model):  # type: ignore[misc]
         headers: dict[str, str] | None = None,
         response_headers: dict[str, str] | None = None,
     ) -> dict[str, Any] | InferResponse:
+        if not tracing_on():
+            return await self._predict(payload)
         with server_span("predict", headers, **{"zeroserve.model": self.name}):
             return await self._predict(payload)
 
@@ -111,6 +113,8 @@ class PredictorModel(kserve.Model):  # type: ignore[misc]
 
     async def _call(self, kwargs: dict[str, Any]) -> Any:
         if self.batchers is not None:
+            if not tracing_on():
+                return await self.batchers.submit(kwargs)
             with tracer().start_as_current_span("batch"):  # the queue wait and the batch call
                 return await self.batchers.submit(kwargs)
         try:

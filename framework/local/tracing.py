@@ -13,13 +13,16 @@ from typing import Any
 from opentelemetry import propagate, trace
 
 from zeroserve.local.wire import Request
-from zeroserve.tracing import inject_headers, tracer
+from zeroserve.tracing import inject_headers, tracer, tracing_on
 
 TRACE_HEADERS = (b"traceparent", b"tracestate")
 
 
 @contextlib.contextmanager
 def hold_span(request: Request, model: str) -> Iterator[Any]:
+    if not tracing_on():
+        yield None
+        return
     carrier = {
         name.decode("latin-1").lower(): value.decode("latin-1") for name, value in request.headers
     }

@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from zeroserve.local.tracing import continue_trace, hold_span
 from zeroserve.local.wire import Request
-from zeroserve.tracing import configure_tracing, server_span, timeline_spans
+from zeroserve.tracing import configure_tracing, server_span, timeline_spans, use_provider
 
 CLIENT_TRACE = "0af7651916cd43dd8448eb211c80319c"
 CLIENT_SPAN = "b7ad6b7169203331"
@@ -22,7 +21,7 @@ TRACEPARENT = f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"
 @pytest.fixture(scope="module")
 def provider() -> TracerProvider:
     provider = TracerProvider()
-    trace.set_tracer_provider(provider)  # once per process: the API allows one global provider
+    use_provider(provider)  # once per process: the API allows one global provider
     return provider
 
 
