@@ -4,8 +4,8 @@ Three servers run the same scikit-learn model on the real kserve.ModelServer wit
 logging: (1) the iris sample under `zeroserve serve --direct`; (2) a plain hand-written
 kserve.Model; (3) (1) with tracing on: the OpenTelemetry SDK sampling 10% of traces (head
 sampling, parentbased_traceidratio; BENCH_TRACE_SAMPLE_RATIO=1 for all) and exporting their spans
-over OTLP/HTTP to a collector in this process (KServe's own FastAPI spans included). zeroserve's metrics are on
-in (1) and (3) alike, as they always are. They are measured in short back-to-back rounds, each
+over OTLP/HTTP to a collector in this process. zeroserve's metrics are on in (1) and (3) alike,
+as they always are. They are measured in short back-to-back rounds, each
 server going first in turn. The machine is shared and its speed drifts by 2x within a minute, so
 each ratio is the median over rounds of throughputs measured seconds apart, not a ratio of totals.
 The server's own CPU time per request (from /proc) is printed beside the throughput.

@@ -23,6 +23,7 @@ from zeroserve.errors import UsageError
 from zeroserve.local.host import ModelHost
 from zeroserve.local.lifecycle import ModelState
 from zeroserve.local.pool import ModelPool
+from zeroserve.local.status import pool_status
 from zeroserve.local.upstream import ReplicaState
 from zeroserve.local.wire import ClientConnection, Request
 from zeroserve.metrics import record_startup
@@ -249,5 +250,5 @@ class Activator:
             "fork": bool(self.hello.get("fork")),
             "fork_off_reason": self.hello.get("reason"),
             "host_timeline": self.hello.get("timeline"),
-            "models": {name: pool.status() for name, pool in self.pools.items()},
+            "models": {name: pool_status(pool) for name, pool in self.pools.items()},
         }

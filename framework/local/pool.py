@@ -10,6 +10,7 @@ import time
 from collections import deque
 from typing import Any
 
+from zeroserve.errors import ZeroserveError
 from zeroserve.events import log_event, trace_id_of
 from zeroserve.local.autoscale import Autoscaler
 from zeroserve.local.host import ModelHost
@@ -23,7 +24,7 @@ from zeroserve.settings import LocalSettings
 logger = logging.getLogger("zeroserve")
 
 
-class Unavailable(Exception):
+class Unavailable(ZeroserveError):
     """A held request that cannot be served now: 503 with Retry-After and a reason."""
 
     def __init__(self, kind: str, message: str, retry_after: float) -> None:
@@ -382,32 +383,3 @@ class ModelPool:
                 if replica.alive:
                     self.host.stop_worker(replica.pid, kill=True)
             await asyncio.wait(exits, timeout=grace)
-
-    def status(self) -> dict[str, Any]:
-        now = time.monotonic()
-        last = dict(self.last_cold_start or {})
-        last.pop("t0", None)
-        return {
-            "state": str(self.lifecycle.state),
-            "replicas": [
-                {
-                    "id": replica.id,
-                    "pid": replica.pid,
-                    "port": replica.port,
-                    "state": str(replica.state),
-                    "in_flight": replica.in_flight,
-                }
-                for replica in self.replicas.values()
-            ],
-            "in_flight": self.in_flight,
-            "queued": len(self.waiters),
-            "min_replicas": self.spec["min_replicas"],
-            "max_replicas": self.spec["max_replicas"],
-            "concurrency_target": self.spec["concurrency"],
-            "scale_to_zero_after_s": self.spec["scale_to_zero_after"],
-            "idle_s": round(now - self.last_active, 3),
-            "failures": self.lifecycle.failures,
-            "last_error": self.lifecycle.last_error,
-            "retry_after_s": round(self.lifecycle.retry_after(now), 3),
-            "last_cold_start": last or None,
-        }

@@ -1,0 +1,40 @@
+"""What ``GET /zeroserve/status`` says of one model."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from zeroserve.local.pool import ModelPool
+
+
+def pool_status(pool: ModelPool) -> dict[str, Any]:
+    """One model's part of GET /zeroserve/status."""
+    now = time.monotonic()
+    last = dict(pool.last_cold_start or {})
+    last.pop("t0", None)
+    return {
+        "state": str(pool.lifecycle.state),
+        "replicas": [
+            {
+                "id": replica.id,
+                "pid": replica.pid,
+                "port": replica.port,
+                "state": str(replica.state),
+                "in_flight": replica.in_flight,
+            }
+            for replica in pool.replicas.values()
+        ],
+        "in_flight": pool.in_flight,
+        "queued": len(pool.waiters),
+        "min_replicas": pool.spec["min_replicas"],
+        "max_replicas": pool.spec["max_replicas"],
+        "concurrency_target": pool.spec["concurrency"],
+        "scale_to_zero_after_s": pool.spec["scale_to_zero_after"],
+        "idle_s": round(now - pool.last_active, 3),
+        "failures": pool.lifecycle.failures,
+        "last_error": pool.lifecycle.last_error,
+        "retry_after_s": round(pool.lifecycle.retry_after(now), 3),
+        "last_cold_start": last or None,
+    }
