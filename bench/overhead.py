@@ -32,7 +32,7 @@ from bench._process import free_port, running
 ROOT = Path(__file__).resolve().parent.parent
 GOAL = 0.95
 CLIENTS = 32
-ROUNDS = 12
+ROUNDS = 16
 TRACING_GOAL = 0.95
 SAMPLE_RATIO = "0.1"
 ROUND_SECONDS = 1.5

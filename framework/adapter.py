@@ -54,6 +54,7 @@ class PredictorModel(kserve.Model):  # type: ignore[misc]
         self.ready = False
         self.timeline = timeline or StartupTimeline()
         self.offload_predict = False
+        self.span_attributes = {"zeroserve.model": self.name}
         self.monitor = DriftMonitor.for_folder(model_dir)
         drift_collector().monitors[self.name] = self.monitor
         self.slow_calls = 0
@@ -88,7 +89,7 @@ class PredictorModel(kserve.Model):  # type: ignore[misc]
     ) -> dict[str, Any] | InferResponse:
         if not tracing_on():
             return await self._predict(payload)
-        with server_span("predict", headers, **{"zeroserve.model": self.name}):
+        with server_span("predict", headers, self.span_attributes):
             return await self._predict(payload)
 
     async def _predict(

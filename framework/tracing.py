@@ -13,7 +13,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import propagate, trace
@@ -99,20 +99,16 @@ def _one_line(span: Any) -> str:
     return str(span.to_json(indent=None)) + "\n"
 
 
-@contextlib.contextmanager
-def server_span(name: str, headers: Mapping[str, str] | None, **attributes: Any) -> Iterator[Any]:
+def server_span(
+    name: str, headers: Mapping[str, str] | None, attributes: dict[str, Any]
+) -> contextlib.AbstractContextManager[Any]:
     """A span that continues the caller's W3C trace (``traceparent`` in ``headers``)."""
     if not _Switch.on:
-        yield None
-        return
-    # inside an instrumented server (KServe's FastAPI spans) the current span is the parent
-    current = trace.get_current_span().get_span_context().is_valid
-    context = propagate.extract(headers) if headers and not current else None
-    kind = trace.SpanKind.SERVER
-    with tracer().start_as_current_span(name, context=context, kind=kind) as span:
-        if span.is_recording():
-            span.set_attributes(attributes)
-        yield span
+        return contextlib.nullcontext()
+    context = propagate.extract(headers) if headers and "traceparent" in headers else None
+    return tracer().start_as_current_span(
+        name, context=context, kind=trace.SpanKind.SERVER, attributes=attributes
+    )
 
 
 def timeline_spans(timeline: dict[str, Any], origin_monotonic: float, model: str) -> None:

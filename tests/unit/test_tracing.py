@@ -57,7 +57,7 @@ def test_timeline_becomes_a_cold_start_span_with_a_child_per_phase(
 
 
 def test_server_span_continues_the_client_trace(spans: InMemorySpanExporter) -> None:
-    with server_span("predict", {"traceparent": TRACEPARENT}, **{"zeroserve.model": "iris"}):
+    with server_span("predict", {"traceparent": TRACEPARENT}, {"zeroserve.model": "iris"}):
         pass
     (span,) = spans.get_finished_spans()
     assert format(span.context.trace_id, "032x") == CLIENT_TRACE
