@@ -106,6 +106,7 @@ def _wait_ready(cluster: Any, name: str, namespace: str, timeout: float) -> None
 @click.option(
     "-o", "--output", "output_format", type=click.Choice(["table", "json"]), default="table"
 )
+@click.option("--drift", is_flag=True, help="With NAME: ask the model itself for its input drift.")
 @click.option("--local", is_flag=True, help="Ask a local `zeroserve serve` instead of a cluster.")
 @click.option("--url", default="http://127.0.0.1:8080", show_default=True, help="With --local.")
 def status_command(
@@ -113,6 +114,7 @@ def status_command(
     namespace: str,
     kubeconfig: str | None,
     output_format: str,
+    drift: bool,
     local: bool,
     url: str,
 ) -> None:
@@ -154,6 +156,10 @@ def status_command(
             )
         for event in cluster.events(name, namespace)[-10:]:
             click.echo(f"event {event['type']} {event['reason']}: {event['message']}")
+        if drift and statuses[0].ready and statuses[0].url:
+            from zeroserve.cli_local import print_drift
+
+            print_drift(statuses[0].url, name)
 
 
 @click.command("rollout")

@@ -73,13 +73,22 @@ def print_local_status(url: str, name: str | None, output_format: str) -> None:
         for phase in models[name]["last_cold_start"]["worker_timeline"]["phases"]:
             click.echo(f"  {phase['name']}: {phase['start_s']}s -> {phase['end_s']}s")
     if name is not None and models[name]["state"] == "ready":  # never wake a model to ask
-        _print_drift(url, name)
+        print_drift(url, name)
 
 
-def _print_drift(url: str, name: str) -> None:
+def print_drift(url: str, name: str) -> None:
+    """Print model NAME's drift report, fetched from the server at URL."""
     import httpx
 
-    report = httpx.get(f"{url.rstrip('/')}/zeroserve/models/{name}/drift", timeout=10).json()
+    try:
+        response = httpx.get(f"{url.rstrip('/')}/zeroserve/models/{name}/drift", timeout=10)
+    except httpx.TransportError as exc:
+        click.echo(f"drift: {url} is not reachable from here ({type(exc).__name__})")
+        return
+    if response.status_code != 200:
+        click.echo(f"drift: {url} answered {response.status_code}")
+        return
+    report = response.json()
     if not report.get("profile"):
         click.echo("drift: no reference profile (zeroserve push --reference SAMPLE.json)")
         return

@@ -8,6 +8,7 @@ subresource, so that `zeroserve status` and `deploy --wait` read what they would
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -15,9 +16,11 @@ from typing import Any
 
 import pytest
 import yaml
+from sklearn.datasets import load_iris
 
-from tests.conftest import MANIFESTS, MotoS3, run_zeroserve
+from tests.conftest import MANIFESTS, MotoS3, run_zeroserve, start_server, wait_ready
 from tests.envtest import TEAM_A_TOKEN, ApiServer
+from zeroserve.drift import write_profile
 
 pytestmark = pytest.mark.integration
 
@@ -38,6 +41,7 @@ def write_status(
     latest: str = "00001",
     previous: str = "",
     traffic: dict[str, int] | None = None,
+    url: str | None = None,
 ) -> None:
     """What KServe's controller would write into the InferenceService's status."""
     condition = {
@@ -48,7 +52,7 @@ def write_status(
     if not ready:
         condition.update(reason="RevisionMissing", message="revision is still loading")
     status = {
-        "url": f"http://{name}.{namespace}.example.com",
+        "url": url or f"http://{name}.{namespace}.example.com",
         "conditions": [condition],
         "components": {
             "predictor": {
@@ -226,3 +230,27 @@ def test_no_cluster_reachable_is_one_line(tmp_path: Path, deploy_env: dict[str, 
     assert result.returncode == 2
     assert "no cluster reachable at https://127.0.0.1:1" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_status_drift_asks_the_model_at_its_url(
+    apiserver: ApiServer, deploy_env: dict[str, str], iris_dir: Path, tmp_path: Path
+) -> None:
+    """The URL KServe reports leads to a real server here (standing in for the pod)."""
+    folder = tmp_path / "iris"
+    shutil.copytree(iris_dir, folder)
+    sample = tmp_path / "sample.json"
+    sample.write_text(json.dumps(load_iris().data.tolist()))
+    write_profile(sample, folder)
+    target = f"{folder / 'model.py'}:Iris"
+    assert zs(deploy_env, "deploy", target).returncode == 0
+    pod = start_server(target, tmp_path / "pod.log", "--direct")
+    try:
+        wait_ready(pod, "iris")
+        write_status(apiserver, "iris", "default", ready=True, url=pod.url)
+        detail = zs(deploy_env, "status", "iris", "--drift")
+    finally:
+        pod.stop()
+        zs(deploy_env, "delete", "iris")
+    assert detail.returncode == 0, detail.stderr
+    assert "drift over the last 0 instances" in detail.stdout
+    assert detail.stdout.count("(numeric): PSI") == 4
