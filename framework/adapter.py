@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+from opentelemetry import trace
 
 from zeroserve._kserve import kserve_argv
 from zeroserve.batched import BatcherPool
@@ -114,7 +115,7 @@ class PredictorModel(kserve.Model):  # type: ignore[misc]
 
     async def _call(self, kwargs: dict[str, Any]) -> Any:
         if self.batchers is not None:
-            if not tracing_on():
+            if not tracing_on() or not trace.get_current_span().is_recording():
                 return await self.batchers.submit(kwargs)
             with tracer().start_as_current_span("batch"):  # the queue wait and the batch call
                 return await self.batchers.submit(kwargs)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -28,6 +29,12 @@ class _Switch:
 
     on = False
     tracer: trace.Tracer | None = None
+    root_ratio = 1.0  # the share of requests without a traceparent that start a trace
+
+
+def sampled_root() -> bool:
+    """Whether a request that arrived without a trace starts one (decided before any span)."""
+    return _Switch.root_ratio >= 1.0 or random.random() < _Switch.root_ratio
 
 
 def tracing_on() -> bool:
@@ -55,13 +62,35 @@ def configure_tracing() -> bool:
             ",".join(names),
         )
         return False
-    provider = TracerProvider(resource=Resource.create())
+    sampler, _Switch.root_ratio = _root_sampling()
+    provider = TracerProvider(resource=Resource.create(), sampler=sampler)
     for name in names:
         processor = _processor(name)
         if processor is not None:
             provider.add_span_processor(processor)
     use_provider(provider)
     return True
+
+
+def _root_sampling() -> tuple[Any, float]:
+    """The provider's sampler and zeroserve's root ratio, from OTEL_TRACES_SAMPLER(_ARG).
+
+    With a trace-id ratio, zeroserve makes the root decision itself before creating any span
+    (an unsampled request then costs nothing) and the provider samples what follows its parent.
+    """
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
+
+    name = os.environ.get("OTEL_TRACES_SAMPLER", "").strip().lower()
+    if name not in ("traceidratio", "parentbased_traceidratio"):
+        return None, 1.0  # the SDK reads any other sampler from the environment itself
+    try:
+        ratio = float(os.environ.get("OTEL_TRACES_SAMPLER_ARG", "1.0"))
+    except ValueError:
+        ratio = -1.0
+    if not 0.0 <= ratio <= 1.0:
+        logger.warning("OTEL_TRACES_SAMPLER_ARG must be a ratio from 0 to 1; sampling every trace")
+        ratio = 1.0
+    return ParentBased(ALWAYS_ON), ratio
 
 
 def use_provider(provider: Any) -> None:
@@ -105,7 +134,12 @@ def server_span(
     """A span that continues the caller's W3C trace (``traceparent`` in ``headers``)."""
     if not _Switch.on:
         return contextlib.nullcontext()
-    context = propagate.extract(headers) if headers and "traceparent" in headers else None
+    if headers and "traceparent" in headers:
+        context = propagate.extract(headers)
+    elif sampled_root():
+        context = None
+    else:
+        return contextlib.nullcontext()
     return tracer().start_as_current_span(
         name, context=context, kind=trace.SpanKind.SERVER, attributes=attributes
     )

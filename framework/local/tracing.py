@@ -13,14 +13,15 @@ from typing import Any
 from opentelemetry import propagate, trace
 
 from zeroserve.local.wire import Request
-from zeroserve.tracing import inject_headers, tracer, tracing_on
+from zeroserve.tracing import inject_headers, sampled_root, tracer, tracing_on
 
 TRACE_HEADERS = (b"traceparent", b"tracestate")
 
 
 @contextlib.contextmanager
 def hold_span(request: Request, model: str) -> Iterator[Any]:
-    if not tracing_on():
+    traced = request.header(b"traceparent") is not None
+    if not tracing_on() or not (traced or sampled_root()):
         yield None
         return
     carrier = {

@@ -9,6 +9,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from zeroserve import tracing
 from zeroserve.local.tracing import continue_trace, hold_span
 from zeroserve.local.wire import Request
 from zeroserve.tracing import configure_tracing, server_span, timeline_spans, use_provider
@@ -86,3 +87,27 @@ def test_tracing_is_off_without_an_exporter(monkeypatch: pytest.MonkeyPatch) -> 
     assert configure_tracing() is False
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
     assert configure_tracing() is False
+
+
+def test_an_unsampled_root_request_makes_no_span_a_traced_one_always_does(
+    spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tracing._Switch, "root_ratio", 0.0)
+    with server_span("predict", {"host": "x"}, {}) as span:
+        assert span is None
+    with server_span("predict", {"traceparent": TRACEPARENT}, {}):
+        pass
+    (span,) = spans.get_finished_spans()
+    assert format(span.context.trace_id, "032x") == CLIENT_TRACE
+
+
+def test_a_trace_id_ratio_is_decided_at_the_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.25")
+    sampler, ratio = tracing._root_sampling()
+    assert ratio == 0.25
+    assert "ParentBased" in type(sampler).__name__
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "7")
+    assert tracing._root_sampling()[1] == 1.0
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_on")
+    assert tracing._root_sampling() == (None, 1.0)
