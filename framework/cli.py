@@ -103,6 +103,7 @@ def serve(settings: Settings, /, target: str, direct: bool, **flags: Any) -> Non
     from zeroserve.coldstart import ModelCache, StartupTimeline
 
     timeline = StartupTimeline()
+    from zeroserve.loader import python_files
     from zeroserve.materialize import ModelFolders, model_uris_in
 
     folders = ModelFolders(ModelCache(settings.cache.root, settings.cache.budget), timeline)
@@ -112,7 +113,7 @@ def serve(settings: Settings, /, target: str, direct: bool, **flags: Any) -> Non
         if not direct:
             _serve_activated(target, server_settings, local_settings)
             return
-        folders.prefetch(model_uris_in(_python_files(target)))  # overlaps with the imports below
+        folders.prefetch(model_uris_in(python_files(target)))  # overlaps with the imports below
         _serve_found(target, server_settings, folders, timeline)
     finally:
         folders.close()
@@ -146,11 +147,6 @@ def _serve_found(
     names = ", ".join(model.name for model in models)
     click.secho(f"zeroserve: serving {names} on {where} (docs at {where}/docs)", err=True)
     LocalModelServer(settings).serve(models, sock, timeline)
-
-
-def _python_files(target: str) -> list[Path]:
-    path = Path(target.partition(":")[0])
-    return sorted(path.glob("*.py")) if path.is_dir() else [path]
 
 
 def _with_flags(base: SettingsModel, flags: dict[str, Any]) -> SettingsModel:

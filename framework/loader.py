@@ -34,8 +34,7 @@ def find_predictors(target: str) -> list[FoundPredictor]:
         raise UsageError(
             f"{path_text}: no such file or folder; give a .py file or a folder of them"
         )
-    files = sorted(path.glob("*.py")) if path.is_dir() else [path]
-    found = [item for file in files for item in _predictors_in(file)]
+    found = [item for file in python_files(path_text) for item in _predictors_in(file)]
     if class_name:
         found = [item for item in found if item.cls.__name__ == class_name]
         if not found:
@@ -47,6 +46,12 @@ def find_predictors(target: str) -> list[FoundPredictor]:
         )
     _check_unique_names(found)
     return found
+
+
+def python_files(target: str) -> list[Path]:
+    """The .py files ``PATH[:CLASS]`` names: the file itself, or a folder's, sorted."""
+    path = Path(target.partition(":")[0]).expanduser()
+    return sorted(path.glob("*.py")) if path.is_dir() else [path]
 
 
 def _predictors_in(file: Path) -> list[FoundPredictor]:

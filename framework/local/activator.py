@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from zeroserve import __version__
 from zeroserve.errors import UsageError
+from zeroserve.local.background import Background
 from zeroserve.local.host import ModelHost
 from zeroserve.local.lifecycle import ModelState
 from zeroserve.local.pool import ModelPool
@@ -46,7 +47,7 @@ class Activator:
         self.pools: dict[str, ModelPool] = {}
         self.hello: dict[str, Any] = {}
         self.stopping: asyncio.Event | None = None
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.background = Background()
 
     def serve(self, sock: socket.socket) -> None:
         """Run until stopped; raise UsageError if the target cannot be served."""
@@ -183,7 +184,7 @@ class Activator:
                 client.respond(400, {"error": f"batching: {reason}", "type": "InvalidPayload"})
                 return
             pool.options["batching"] = merged.model_dump()  # workers started later get it too
-            self._keep(self._push_batching(pool, bytes(request.body)))
+            self.background.keep(self._push_batching(pool, bytes(request.body)))
         self._forward(name, request, client)
 
     async def _push_batching(self, pool: ModelPool, body: bytes) -> None:
@@ -198,12 +199,6 @@ class Activator:
                     await http.put(url, content=body)
                 except httpx.TransportError as exc:  # a replica that is stopping
                     logger.warning("batching change not delivered to port %s: %s", port, exc)
-
-    def _keep(self, coroutine: Any) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        return task
 
     def _openai_model(self, request: Request) -> str:
         try:
@@ -228,7 +223,7 @@ class Activator:
         elif path == "/zeroserve/status":
             client.respond(200, self.status())
         elif path == "/metrics":
-            client.on_lost = self._keep(self._metrics(client)).cancel
+            client.on_lost = self.background.keep(self._metrics(client)).cancel
         else:
             client.respond(404, {"error": f"no route {path}", "type": "NotFound"})
 

@@ -28,7 +28,7 @@ from typing import Any
 from zeroserve.coldstart import ColdStartError, ModelCache, StartupTimeline
 from zeroserve.coldstart.preimport import preimport_pickled_modules
 from zeroserve.errors import ZeroserveError
-from zeroserve.loader import FoundPredictor
+from zeroserve.loader import FoundPredictor, python_files
 from zeroserve.local.control import (
     MESSAGE_LIMIT,
     configure_logging,
@@ -175,9 +175,7 @@ def discover(
     from zeroserve.materialize import ModelFolders, model_uris_in
 
     folders = ModelFolders(ModelCache(settings.cache.root, settings.cache.budget), timeline)
-    path = Path(target.partition(":")[0])
-    files = sorted(path.glob("*.py")) if path.is_dir() else [path]
-    folders.prefetch(model_uris_in(files))
+    folders.prefetch(model_uris_in(python_files(target)))
     with timeline.phase("imports"):
         import zeroserve.adapter
         import zeroserve.server  # noqa: F401 - KServe, imported once for every fork

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from zeroserve.errors import UsageError
+from zeroserve.local.background import Background
 from zeroserve.local.control import MESSAGE_LIMIT, decode
 
 logger = logging.getLogger("zeroserve")
@@ -39,7 +40,7 @@ class ModelHost:
         self.spawned: dict[str, asyncio.subprocess.Process] = {}
         self.hello: asyncio.Future[dict[str, Any]] | None = None
         self.fork = False
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.background = Background()
 
     async def start(self, timeout: float) -> dict[str, Any]:
         """Start the host; return its hello (models and specs) or raise UsageError."""
@@ -52,8 +53,8 @@ class ModelHost:
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, *command, pass_fds=(fd,), start_new_session=True
         )
-        self._keep(self._read_events())
-        self._keep(self._watch_host(self.process))
+        self.background.keep(self._read_events())
+        self.background.keep(self._watch_host(self.process))
         try:
             hello = await asyncio.wait_for(asyncio.shield(self.hello), timeout)
         except TimeoutError:
@@ -66,11 +67,6 @@ class ModelHost:
         else:
             logger.info("workers are spawned fresh, not forked: %s", hello["reason"])
         return hello
-
-    def _keep(self, coroutine: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
 
     async def _read_events(self) -> None:
         loop = asyncio.get_running_loop()
@@ -113,7 +109,7 @@ class ModelHost:
         )
         self.spawned[replica_id] = process
         self.on_event({"event": "forked", "id": replica_id, "pid": process.pid})
-        self._keep(self._watch_spawned(replica_id, process))
+        self.background.keep(self._watch_spawned(replica_id, process))
 
     async def _watch_spawned(self, replica_id: str, process: asyncio.subprocess.Process) -> None:
         code = await process.wait()
@@ -129,8 +125,7 @@ class ModelHost:
 
     async def close(self) -> None:
         """Close the channel (the host stops its workers and exits) and wait for the host."""
-        for task in list(self.tasks):
-            task.cancel()
+        self.background.cancel()
         with contextlib.suppress(OSError):
             self.ours.shutdown(socket.SHUT_RDWR)  # EOF for the host, whoever holds the fd
         self.ours.close()

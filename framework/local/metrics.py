@@ -99,9 +99,9 @@ class PoolCollector:
         yield from self.workers
 
 
-def relabel(text: str, model: str, replica: str) -> Iterable[Metric]:
-    """An exposition as metric families with ``model`` (if given) and ``replica`` labels added."""
-    for family in text_string_to_metric_families(text):
+def relabel(families: Iterable[Metric], model: str, replica: str) -> Iterable[Metric]:
+    """Metric families with ``model`` (if given) and ``replica`` labels added."""
+    for family in families:
         copy = Metric(family.name, family.documentation, family.type, family.unit)
         for sample in family.samples:
             labels = {**({"model": model} if model else {}), **sample.labels, "replica": replica}
@@ -126,13 +126,13 @@ async def scrape(pools: dict[str, ModelPool]) -> bytes:
         )
     merged: dict[str, Metric] = {}
     # this process's own registry: the model host's imports and fetches, Python's figures
-    sources = [("", "activator", generate_latest(REGISTRY).decode())]
+    sources: list[tuple[str, str, Iterable[Metric]]] = [("", "activator", REGISTRY.collect())]
     for (model, replica, _), answer in zip(targets, answers, strict=True):
         if isinstance(answer, BaseException) or answer.status_code != 200:
             continue  # a replica that just stopped: its series are gone
-        sources.append((model, replica, answer.text))
-    for model, replica, text in sources:
-        for family in relabel(text, model, replica):
+        sources.append((model, replica, text_string_to_metric_families(answer.text)))
+    for model, replica, families in sources:
+        for family in relabel(families, model, replica):
             into = merged.setdefault(family.name, family)
             if into is not family:
                 into.samples.extend(family.samples)

@@ -13,6 +13,7 @@ from typing import Any
 from zeroserve.errors import ZeroserveError
 from zeroserve.events import log_event, trace_id_of
 from zeroserve.local.autoscale import Autoscaler
+from zeroserve.local.background import Background
 from zeroserve.local.host import ModelHost
 from zeroserve.local.lifecycle import Lifecycle, ModelState
 from zeroserve.local.metrics import activator_metrics
@@ -80,7 +81,7 @@ class ModelPool:
         self.cold_start: dict[str, Any] | None = None
         self.last_cold_start: dict[str, Any] | None = None
         self.cold_starts = 0
-        self.tasks: set[asyncio.Task[Any]] = set()
+        self.background = Background()
 
     # ---- routing -------------------------------------------------------------------------
     def route(self, request: Request, client: ClientConnection) -> None:
@@ -91,7 +92,7 @@ class ModelPool:
             if not connection.closed:
                 self._forward(request, client, replica, connection)
                 return
-        task = self._keep(self._route_held(request, client))
+        task = self.background.keep(self._route_held(request, client))
         client.on_lost = task.cancel
 
     async def _route_held(self, request: Request, client: ClientConnection) -> None:
@@ -206,7 +207,7 @@ class ModelPool:
         replica.started = time.monotonic()
         self.replicas[replica.id] = replica
         logger.info("model '%s': starting replica %s", self.name, replica.id)
-        self._keep(self._launch(replica))
+        self.background.keep(self._launch(replica))
         return replica
 
     async def _launch(self, replica: Replica) -> None:
@@ -309,12 +310,6 @@ class ModelPool:
         replica.state = ReplicaState.DRAINING
         replica.close_idle()
         self.host.stop_worker(replica.pid)
-
-    def _keep(self, coroutine: Any) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coroutine)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        return task
 
     # ---- scaling (called every tick) -----------------------------------------------------
     def tick(self) -> None:
