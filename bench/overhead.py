@@ -2,16 +2,17 @@
 
 Three servers run the same scikit-learn model on the real kserve.ModelServer with KServe's default
 logging: (1) the iris sample under `zeroserve serve --direct`; (2) a plain hand-written
-kserve.Model; (3) (1) with tracing on: the OpenTelemetry SDK sampling 10% of traces (head
+kserve.Model; (3) (1) with tracing configured: the OpenTelemetry SDK sampling 10% of traces (head
 sampling, parentbased_traceidratio; BENCH_TRACE_SAMPLE_RATIO=1 for all) and exporting their spans
-over OTLP/HTTP to a collector in this process. zeroserve's metrics are on in (1) and (3) alike,
-as they always are. Each server runs as two processes, started in mirrored order (where a
-process lands moves its speed by ~5% here, more than what is measured), and is measured in
-short back-to-back rounds, each server going first in turn. The machine is shared and its
-speed drifts by 2x within a minute, so each ratio is the median over rounds of throughputs
-measured seconds apart, not a ratio of totals.
+over OTLP/HTTP to a collector in this process, switched on and off at run time by signals
+(bench._toggled_tracing), so that tracing's cost is measured within the same processes.
+zeroserve's metrics are on in (1) and (3) alike, as they always are. Each server runs as two
+processes, started in mirrored order (where a process lands moves its speed by ~5% here, more
+than what is measured), and is measured in short back-to-back rounds, each arm going first in
+turn. The machine is shared and its speed drifts by 2x within a minute, so each ratio is the
+median over rounds of throughputs measured seconds apart, not a ratio of totals.
 The server's own CPU time per request (from /proc) is printed beside the throughput.
-Goals: zeroserve / plain KServe >= 0.95 and traced / untraced >= 0.95 in requests per second.
+Goals: zeroserve / plain KServe >= 0.95 and tracing on / off >= 0.95 in requests per second.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import http.server
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -82,79 +84,106 @@ class _Sink(http.server.BaseHTTPRequestHandler):
         return
 
 
-def commands(folder: Path, ports: dict[str, int]) -> dict[str, list[str]]:
-    def zeroserve(port: int) -> list[str]:
-        return [
-            *(sys.executable, "-m", "zeroserve", "serve", str(folder / "model.py")),
-            "--direct",  # the layer over KServe; the activator's cost is bench.scale_from_zero's
-            *("--port", str(port)),
-        ]
-
+def commands(folder: Path, port: int) -> dict[str, list[str]]:
+    serve = [str(folder / "model.py"), "--direct", "--port", str(port)]
+    # --direct: the layer over KServe; the activator's cost is bench.scale_from_zero's
     return {
-        "zeroserve": zeroserve(ports["zeroserve"]),
-        "traced": zeroserve(ports["traced"]),
-        "kserve": [
-            *(sys.executable, "-m", "bench._plain_kserve", str(folder), str(ports["kserve"]))
-        ],
+        "zeroserve": [sys.executable, "-m", "zeroserve", "serve", *serve],
+        "traced": [sys.executable, "-m", "bench._toggled_tracing", "serve", *serve],
+        "kserve": [sys.executable, "-m", "bench._plain_kserve", str(folder), str(port)],
     }
 
 
-def main() -> dict[str, object]:
-    sink = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
-    threading.Thread(target=sink.serve_forever, daemon=True).start()
-    tracing_env = {
+def tracing_env(collector_port: int) -> dict[str, str]:
+    return {
         **os.environ,
         "OTEL_TRACES_EXPORTER": "otlp",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.server_address[1]}",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector_port}",
         "OTEL_SERVICE_NAME": "bench-overhead",
         # head sampling, as tracing runs in production; BENCH_TRACE_SAMPLE_RATIO=1 traces all
         "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
         "OTEL_TRACES_SAMPLER_ARG": os.environ.get("BENCH_TRACE_SAMPLE_RATIO", SAMPLE_RATIO),
     }
-    names = ["zeroserve", "kserve", "traced"]
-    results = {name: LoadResult() for name in names}
-    cpu = {name: 0.0 for name in names}
-    ratios: dict[str, list[float]] = {"zeroserve": [], "traced": []}
+
+
+# the arms measured each round, and the server process each runs on
+ARMS = {
+    "zeroserve": "zeroserve",
+    "kserve": "kserve",
+    "tracing_on": "traced",
+    "tracing_off": "traced",
+}
+SWITCH = {"tracing_on": signal.SIGUSR1, "tracing_off": signal.SIGUSR2}
+
+
+def start_servers(
+    stack: contextlib.ExitStack, folder: Path, collector_port: int
+) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
+    """Two processes per server, started in mirrored order; their ports and pids."""
+    ready = "http://127.0.0.1:{}/v2/models/iris/ready"
+    ports: dict[tuple[str, int], int] = {}
+    pids: dict[tuple[str, int], int] = {}
+    servers = ["zeroserve", "kserve", "traced"]
+    for copy in (0, 1):
+        for name in servers if copy == 0 else servers[::-1]:
+            port = free_port()
+            env = tracing_env(collector_port) if name == "traced" else None
+            log = folder / f"{name}-{copy}.log"
+            command = commands(folder, port)[name]
+            process = stack.enter_context(running(command, ready.format(port), log, env=env))
+            ports[(name, copy)], pids[(name, copy)] = port, process.pid
+    return ports, pids
+
+
+def main() -> dict[str, object]:
+    sink = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+    threading.Thread(target=sink.serve_forever, daemon=True).start()
+    arms = list(ARMS)
+    results = {arm: LoadResult() for arm in arms}
+    cpu = {arm: 0.0 for arm in arms}
+    ratios: dict[str, list[float]] = {"zeroserve": [], "tracing": []}
     with tempfile.TemporaryDirectory() as scratch, contextlib.ExitStack() as stack:
         folder = Path(scratch)
         prepare_model(folder)
-        ready = "http://127.0.0.1:{}/v2/models/iris/ready"
-        ports: dict[tuple[str, int], int] = {}
-        pids: dict[tuple[str, int], int] = {}
-        # two processes per server, started in mirrored order: where a process lands (core,
-        # memory) moves its speed by ~5% here, more than what is measured
-        for copy in (0, 1):
-            for name in names if copy == 0 else names[::-1]:
-                port = free_port()
-                command = commands(folder, {key: port for key in names})[name]
-                env = tracing_env if name == "traced" else None
-                log = folder / f"{name}-{copy}.log"
-                process = stack.enter_context(running(command, ready.format(port), log, env=env))
-                ports[(name, copy)], pids[(name, copy)] = port, process.pid
+        ports, pids = start_servers(stack, folder, sink.server_address[1])
         for key in ports:
             measure(ports[key], WARMUP_SECONDS)
-        for index, order in enumerate(orders(names)):
+        for index, order in enumerate(orders(arms)):
             rates = {}
-            for name in order:
+            for arm in order:
                 copies = (0, 1) if index % 2 == 0 else (1, 0)
+                keys = [(ARMS[arm], copy) for copy in copies]
+                if arm in SWITCH:
+                    for key in keys:
+                        os.kill(pids[key], SWITCH[arm])
                 measured_rates = []
-                for copy in copies:
-                    before = cpu_seconds(pids[(name, copy)])
-                    measured = measure(ports[(name, copy)], ROUND_SECONDS)
-                    cpu[name] += cpu_seconds(pids[(name, copy)]) - before
-                    results[name].merge(measured)
+                for key in keys:
+                    before = cpu_seconds(pids[key])
+                    measured = measure(ports[key], ROUND_SECONDS)
+                    cpu[arm] += cpu_seconds(pids[key]) - before
+                    results[arm].merge(measured)
                     measured_rates.append(measured.requests_per_second)
-                rates[name] = statistics.fmean(measured_rates)
+                rates[arm] = statistics.fmean(measured_rates)
             ratios["zeroserve"].append(rates["zeroserve"] / rates["kserve"])
-            ratios["traced"].append(rates["traced"] / rates["zeroserve"])
+            ratios["tracing"].append(rates["tracing_on"] / rates["tracing_off"])
     sink.shutdown()
+    return report(results, cpu, ratios)
+
+
+def spread(values: list[float]) -> list[float]:
+    return [round(min(values), 3), round(max(values), 3)]
+
+
+def report(
+    results: dict[str, LoadResult], cpu: dict[str, float], ratios: dict[str, list[float]]
+) -> dict[str, object]:
     ratio = statistics.median(ratios["zeroserve"])
-    tracing_ratio = statistics.median(ratios["traced"])
+    tracing_ratio = statistics.median(ratios["tracing"])
     figures = {name: result.summary() for name, result in results.items()}
     for name, summary in figures.items():
         summary["server_cpu_ms_per_request"] = round(1000 * cpu[name] / summary["requests"], 3)
         print(
-            f"{name:10s} {summary['rps']:8.1f} req/s  p50 {summary['p50_ms']:6.2f} ms  "
+            f"{name:12s} {summary['rps']:8.1f} req/s  p50 {summary['p50_ms']:6.2f} ms  "
             f"p99 {summary['p99_ms']:6.2f} ms  server CPU "
             f"{summary['server_cpu_ms_per_request']:.3f} ms/req  errors {summary['errors']}"
         )
@@ -164,13 +193,11 @@ def main() -> dict[str, object]:
         "goal": GOAL,
         "met": ratio >= GOAL and tracing_ratio >= TRACING_GOAL,
         "clients": CLIENTS,
-        "pair_ratio_range": [
-            round(min(ratios["zeroserve"]), 3),
-            round(max(ratios["zeroserve"]), 3),
-        ],
+        "pair_ratio_range": spread(ratios["zeroserve"]),
         "tracing_ratio": round(tracing_ratio, 3),
+        "tracing_ratio_range": spread(ratios["tracing"]),
         "tracing_goal": TRACING_GOAL,
-        "trace_sample_ratio": float(tracing_env["OTEL_TRACES_SAMPLER_ARG"]),
+        "trace_sample_ratio": float(os.environ.get("BENCH_TRACE_SAMPLE_RATIO", SAMPLE_RATIO)),
         **figures,
     }
 
