@@ -3,7 +3,7 @@
 The public API is what ``__all__`` lists; everything else is private.
 """
 
-from zeroserve.decorator import predictor
+from zeroserve.decorator import predictor, spec_of
 from zeroserve.errors import (
     InvalidPayload,
     LoadError,
@@ -14,13 +14,14 @@ from zeroserve.errors import (
     UsageError,
     ZeroserveError,
 )
-from zeroserve.spec import Batching, PredictorSpec
+from zeroserve.spec import Batching, LLMEngine, PredictorSpec
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Batching",
     "InvalidPayload",
+    "LLMEngine",
     "LoadError",
     "PayloadTooLarge",
     "PredictError",
@@ -31,4 +32,5 @@ __all__ = [
     "ZeroserveError",
     "__version__",
     "predictor",
+    "spec_of",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import logging
 import time
 import uuid
@@ -67,8 +68,13 @@ class PredictorModel(kserve.Model):  # type: ignore[misc]
                 declaration.signature.instances.name, self._predict_batch, batching, observer
             )
 
-    def load(self) -> bool:
-        """Run the user's load() and warmup(); raise LoadError naming the phase that failed."""
+    async def load_in_server(self) -> None:
+        """Run the user's load() and warmup(); raise LoadError naming the phase that failed.
+
+        A plain ``def`` runs in a thread; an ``async def load`` (an engine with its own event
+        loop tasks, such as vLLM's) runs on the server's event loop.
+        """
+        loop = asyncio.get_running_loop()
         for phase in ("load", "warmup"):
             method = getattr(self.instance, phase, None)
             if method is None:
@@ -76,11 +82,26 @@ class PredictorModel(kserve.Model):  # type: ignore[misc]
             args = (self.model_dir,) if phase == "load" and self.declaration.takes_model_dir else ()
             try:
                 with self.timeline.phase(phase, model=self.name):
-                    method(*args)
+                    if inspect.iscoroutinefunction(method):
+                        await method(*args)
+                    else:
+                        await loop.run_in_executor(None, functools.partial(method, *args))
             except Exception as exc:
                 raise LoadError(model=self.name, phase=phase, cause=exc) from exc
         self.ready = True
-        return True
+
+    async def close_in_server(self) -> None:
+        """Run the user's optional close() once the server stopped (an engine's shutdown)."""
+        close = getattr(self.instance, "close", None)
+        if close is None:
+            return
+        try:
+            if inspect.iscoroutinefunction(close):
+                await close()
+            else:
+                close()
+        except Exception:
+            logger.exception("close() of model '%s' raised", self.name)
 
     async def predict(
         self,
@@ -200,6 +221,21 @@ class PredictorModel(kserve.Model):  # type: ignore[misc]
                 "shape": [-1],
             }
         ]
+
+
+def serving_model(
+    user_class: type,
+    declaration: Declaration,
+    model_dir: Path | None,
+    timeline: StartupTimeline | None = None,
+) -> PredictorModel:
+    """The ``kserve.Model`` for a predictor class: also on the OpenAI routes when it answers them
+    (those routes need vLLM's request types, so that bridge is imported only then)."""
+    if declaration.openai:
+        from zeroserve.openai_routes import openai_model_class
+
+        return openai_model_class()(user_class, declaration, model_dir, timeline=timeline)
+    return PredictorModel(user_class, declaration, model_dir, timeline=timeline)
 
 
 def _plain(result: Any) -> Any:

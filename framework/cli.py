@@ -131,7 +131,7 @@ def _serve_found(
     target: str, settings: ServerSettings, folders: ModelFolders, timeline: StartupTimeline
 ) -> None:
     with timeline.phase("imports"):
-        from zeroserve.adapter import PredictorModel
+        from zeroserve.adapter import serving_model
         from zeroserve.loader import find_predictors
         from zeroserve.server import LocalModelServer
         from zeroserve.sockets import bind_socket
@@ -140,8 +140,7 @@ def _serve_found(
     sock = bind_socket(settings.host, settings.port)
     model_dirs = {item.name: folders.folder_for(item) for item in found}
     models = [
-        PredictorModel(item.cls, item.declaration, model_dirs[item.name], timeline=timeline)
-        for item in found
+        serving_model(item.cls, item.declaration, model_dirs[item.name], timeline) for item in found
     ]
     where = f"http://{settings.host}:{sock.getsockname()[1]}"
     names = ", ".join(model.name for model in models)

@@ -23,6 +23,7 @@ class Declaration:
     spec: PredictorSpec
     signature: PredictSignature
     takes_model_dir: bool
+    openai: bool = False  # also served on KServe's OpenAI routes (create_completion, ...)
 
 
 @overload
@@ -56,6 +57,15 @@ def declaration_of(cls: type) -> Declaration | None:
     return found if isinstance(found, Declaration) else None
 
 
+def spec_of(cls: type) -> PredictorSpec:
+    """The PredictorSpec ``@predictor`` gave ``cls`` (or the decorated class it derives from)."""
+    for klass in cls.__mro__:
+        declaration = declaration_of(klass)
+        if declaration is not None:
+            return declaration.spec
+    raise SpecError(f"{cls.__name__} is not decorated with @predictor")
+
+
 def _declare(cls: T, settings: dict[str, Any]) -> T:
     if not inspect.isclass(cls):
         kind = type(cls).__name__
@@ -81,8 +91,28 @@ def _declare(cls: T, settings: dict[str, Any]) -> T:
             f"predict's first argument as a list, e.g. `{signature.instances.name}: "
             "list[list[float]]`, and return one result per instance"
         )
-    setattr(cls, SPEC_ATTRIBUTE, Declaration(spec, signature, takes_model_dir))
+    openai = _check_openai(cls, owner)
+    setattr(cls, SPEC_ATTRIBUTE, Declaration(spec, signature, takes_model_dir, openai))
     return cls
+
+
+OPENAI_METHODS = ("create_completion", "create_chat_completion")
+
+
+def _check_openai(cls: type, owner: str) -> bool:
+    """Whether the class answers OpenAI's completion routes: both methods, both ``async def``."""
+    found = [name for name in OPENAI_METHODS if callable(getattr(cls, name, None))]
+    if not found:
+        return False
+    if len(found) < len(OPENAI_METHODS) or not all(
+        inspect.iscoroutinefunction(getattr(cls, name)) for name in found
+    ):
+        raise SpecError(
+            f"{owner} answers OpenAI routes, so it needs both `async def create_completion"
+            "(self, request, raw_request)` and `async def create_chat_completion(self, "
+            "request, raw_request)`; subclass zeroserve.predictors.vllm.VLLMPredictor for vLLM"
+        )
+    return True
 
 
 def _check_load(cls: type, owner: str, settings: dict[str, Any]) -> bool:
@@ -97,8 +127,6 @@ def _check_load(cls: type, owner: str, settings: dict[str, Any]) -> bool:
         return False
     if not callable(load):
         raise SpecError(f"{owner}.load must be a method, not {type(load).__name__}")
-    if inspect.iscoroutinefunction(load):
-        raise SpecError(f"{owner}.load must be a plain `def`, not `async def`: it runs in a thread")
     params = [
         p
         for p in list(inspect.signature(load).parameters.values())[1:]

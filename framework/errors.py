@@ -160,3 +160,9 @@ def http_status_for(error: ZeroserveError) -> int:
         if klass in HTTP_STATUS:
             return HTTP_STATUS[klass]
     return 500
+
+
+def openai_error_body(message: str, err_type: str, status: int, param: str = "") -> dict[str, Any]:
+    """OpenAI's error shape, which OpenAI's client libraries read: ``{"error": {"message",
+    "type", "param", "code"}}``; the OpenAI routes answer their errors in it."""
+    return {"error": {"message": message, "type": err_type, "param": param, "code": status}}

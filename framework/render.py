@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shlex
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +25,8 @@ CACHE_MOUNT = "/var/cache/zeroserve"
 CONTAINER_PORT = 8080
 # Knative names a revision "<isvc>-predictor-00001" and it must stay a 63-character DNS label.
 MAX_NAME = 63 - len("-predictor-00001")
-RESERVED_ENV = {"ZEROSERVE_CODE_URI", "ZEROSERVE_CACHE__ROOT"}
+VLLM_ARGS_ENV = "ZEROSERVE_VLLM_ARGS"  # read by zeroserve.predictors.vllm
+RESERVED_ENV = {"ZEROSERVE_CODE_URI", "ZEROSERVE_CACHE__ROOT", VLLM_ARGS_ENV}
 IMAGE = re.compile(r"^[a-z0-9]+([._/:@-][a-zA-Z0-9_.-]+)*$")
 GPU_RESOURCE = "nvidia.com/gpu"
 KNATIVE = "autoscaling.knative.dev"
@@ -119,6 +121,10 @@ def _predictor(spec: PredictorSpec, options: RenderOptions) -> dict[str, Any]:
         # on the pods: what manifests/monitoring's PodMonitor selects
         "labels": {"app.kubernetes.io/managed-by": "zeroserve", "zeroserve.dev/model": spec.name},
     }
+    if spec.llm is not None:  # vLLM's workers share tensors through /dev/shm
+        predictor["volumes"].append(
+            {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": spec.llm.shm_size}}
+        )
     if options.service_account:
         predictor["serviceAccountName"] = options.service_account
     if spec.gpu:
@@ -139,17 +145,23 @@ def _model(spec: PredictorSpec, options: RenderOptions) -> dict[str, Any]:
         {"name": "ZEROSERVE_CACHE__ROOT", "value": CACHE_MOUNT},
     ]
     env += [{"name": key, "value": value} for key, value in sorted(spec.env.items())]
+    mounts = [{"name": "model-cache", "mountPath": CACHE_MOUNT}]
+    startup_seconds = options.startup_seconds
+    if spec.llm is not None:  # the engine's arguments, tunable in the manifest
+        env.append({"name": VLLM_ARGS_ENV, "value": shlex.join(spec.llm.vllm_args())})
+        mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
+        startup_seconds = max(startup_seconds, int(spec.llm.startup_timeout_s))
     model: dict[str, Any] = {
         "modelFormat": {"name": MODEL_FORMAT},
         "runtime": RUNTIME,
         "env": env,
         "resources": _resources(spec),
-        "volumeMounts": [{"name": "model-cache", "mountPath": CACHE_MOUNT}],
+        "volumeMounts": mounts,
         "startupProbe": {
             "httpGet": ready(),
             "periodSeconds": period,
             "timeoutSeconds": 2,
-            "failureThreshold": max(1, options.startup_seconds // period),
+            "failureThreshold": max(1, startup_seconds // period),
         },
         "readinessProbe": {"httpGet": ready(), "periodSeconds": period, "timeoutSeconds": 2},
     }

@@ -204,6 +204,10 @@ class LocalModelServer(ModelServer):  # type: ignore[misc]
         app.add_exception_handler(ZeroserveError, zeroserve_error_response)
         app.add_exception_handler(ModelNotReady, model_not_ready_response)
         BatchingRoutes(self.registered_models).install(app)
+        if any(model.declaration.openai for model in models):
+            from zeroserve.openai_routes import install_openai_errors
+
+            install_openai_errors(app)
         batched = [model.name for model in models if model.batchers is not None]
         if batched:
             paths = {f"/v1/models/{name}:predict" for name in batched}
@@ -232,13 +236,14 @@ class LocalModelServer(ModelServer):  # type: ignore[misc]
             await self._http.serve(sockets=[sock])
         finally:
             loader.cancel()
+            for model in models:
+                await model.close_in_server()
 
     async def _load(self, models: list[PredictorModel]) -> None:
         assert self._http is not None
-        loop = asyncio.get_running_loop()
         for model in models:
             try:
-                await loop.run_in_executor(None, model.load)
+                await model.load_in_server()
             except LoadError as exc:
                 logger.error("%s", exc, exc_info=exc.__cause__)
                 self.load_error = exc

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -45,6 +45,45 @@ class Batching(BaseModel):
     split: bool = True
 
 
+class LLMEngine(BaseModel):
+    """vLLM engine arguments of an LLM predictor (``zeroserve.predictors.vllm.VLLMPredictor``).
+
+    The same arguments start the engine locally and are written into the rendered manifest
+    (``ZEROSERVE_VLLM_ARGS``), where a platform team can tune them without touching the code.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_model_len: PositiveInt | None = None  # None: the model's own context length
+    dtype: Literal["auto", "half", "float16", "bfloat16", "float", "float32"] = "auto"
+    gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] = 0.9
+    tensor_parallel_size: PositiveInt = 1
+    enforce_eager: bool = False
+    max_num_seqs: PositiveInt | None = None  # None: vLLM's default for the hardware
+    extra_args: tuple[str, ...] = ()  # any other vLLM argument, e.g. ("--seed", "1")
+    startup_timeout_s: PositiveFloat = 900.0  # engine start allowed before a pod is restarted
+    shm_size: str = "2Gi"  # the memory-backed /dev/shm of the pod (tensor-parallel workers)
+
+    @field_validator("shm_size")
+    @classmethod
+    def _shm_is_quantity(cls, value: str) -> str:
+        if not QUANTITY.match(value):
+            raise ValueError("must be a Kubernetes quantity such as shm_size='2Gi'")
+        return value
+
+    def vllm_args(self) -> list[str]:
+        """These settings as ``vllm serve`` arguments."""
+        args = ["--dtype", self.dtype, "--tensor-parallel-size", str(self.tensor_parallel_size)]
+        args += ["--gpu-memory-utilization", str(self.gpu_memory_utilization)]
+        if self.max_model_len is not None:
+            args += ["--max-model-len", str(self.max_model_len)]
+        if self.max_num_seqs is not None:
+            args += ["--max-num-seqs", str(self.max_num_seqs)]
+        if self.enforce_eager:
+            args.append("--enforce-eager")
+        return [*args, *self.extra_args]
+
+
 class PredictorSpec(BaseModel):
     """Everything a runtime needs to know about a predictor, validated once."""
 
@@ -61,6 +100,7 @@ class PredictorSpec(BaseModel):
     memory: str | None = "1Gi"
     gpu: NonNegativeInt = 0
     env: dict[str, str] = Field(default_factory=dict)
+    llm: LLMEngine | None = None
 
     @field_validator("name")
     @classmethod
@@ -101,6 +141,22 @@ class PredictorSpec(BaseModel):
                 f"min_replicas={self.min_replicas} is greater than max_replicas="
                 f"{self.max_replicas}; set max_replicas >= {self.min_replicas} or lower "
                 "min_replicas (0 lets the model scale to zero)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _llm_fits(self) -> Self:
+        if self.llm is None:
+            return self
+        if self.batching is not None:
+            raise ValueError(
+                "an LLM predictor batches continuously inside vLLM; remove batching=... "
+                "(max_num_seqs in llm=... bounds how many sequences share a step)"
+            )
+        if self.gpu and self.llm.tensor_parallel_size > self.gpu:
+            raise ValueError(
+                f"llm.tensor_parallel_size={self.llm.tensor_parallel_size} needs that many "
+                f"GPUs but gpu={self.gpu}; set gpu={self.llm.tensor_parallel_size}"
             )
         return self
 

@@ -19,7 +19,7 @@ import orjson
 from pydantic import ValidationError
 
 from zeroserve import __version__
-from zeroserve.errors import UsageError
+from zeroserve.errors import UsageError, openai_error_body
 from zeroserve.local.background import Background
 from zeroserve.local.host import ModelHost
 from zeroserve.local.lifecycle import ModelState
@@ -77,6 +77,7 @@ class Activator:
         }
         for model in self.hello["models"]:
             pool = ModelPool(model["name"], model["spec"], host, self.settings, dict(options))
+            pool.openai = bool(model.get("openai"))
             self.pools[model["name"]] = pool
         limit = self.server_settings.max_body_size
         server = await loop.create_server(lambda: ClientConnection(self.handle, limit), sock=sock)
@@ -138,7 +139,7 @@ class Activator:
         elif match is not None:  # drift: one replica's window
             self._forward(match.group(1), request, client)
         elif path.startswith("/openai/v1/") and path != "/openai/v1/models":
-            self._forward(self._openai_model(request), request, client)
+            self._openai(request, client)
         elif path in ("/docs", "/openapi.json", "/docs/oauth2-redirect") and self.pools:
             self._forward(next(iter(self.pools)), request, client)  # KServe's routes: all alike
         else:
@@ -200,12 +201,29 @@ class Activator:
                 except httpx.TransportError as exc:  # a replica that is stopping
                     logger.warning("batching change not delivered to port %s: %s", port, exc)
 
-    def _openai_model(self, request: Request) -> str:
+    def _openai(self, request: Request, client: ClientConnection) -> None:
+        """Route an OpenAI request by its body's "model" (the only one when it names none);
+        answer what cannot be routed in OpenAI's error shape."""
+        served = [name for name, pool in self.pools.items() if pool.openai]
         try:
             body = orjson.loads(request.body)
         except orjson.JSONDecodeError:
-            return ""
-        return str(body.get("model", "")) if isinstance(body, dict) else ""
+            body = None
+        if not isinstance(body, dict):
+            message = 'the body must be a JSON object, e.g. {"model": ..., "prompt": ...}'
+            client.respond(400, openai_error_body(message, "BadRequestError", 400))
+            return
+        name = body.get("model") or (served[0] if len(served) == 1 else "")
+        if name not in served:
+            message = (
+                f"The model `{name}` does not exist here; models: {', '.join(served) or 'none'}"
+                if name
+                else f'name the model in the body\'s "model": one of {", ".join(served)}'
+            )
+            status, kind = (404, "NotFoundError") if name else (400, "BadRequestError")
+            client.respond(status, openai_error_body(message, kind, status, "model"))
+            return
+        self._forward(str(name), request, client)
 
     def _local(self, path: str, client: ClientConnection) -> None:
         if path in ("/", "/v2/health/live"):
@@ -218,7 +236,8 @@ class Activator:
             states = {name: str(pool.lifecycle.state) for name, pool in self.pools.items()}
             client.respond(200, {"models": list(self.pools), "states": states})
         elif path == "/openai/v1/models":
-            data = [{"id": name, "object": "model", "owned_by": "zeroserve"} for name in self.pools]
+            served = [name for name, pool in self.pools.items() if pool.openai]
+            data = [{"id": name, "object": "model", "owned_by": "zeroserve"} for name in served]
             client.respond(200, {"object": "list", "data": data})
         elif path == "/zeroserve/status":
             client.respond(200, self.status())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import logging
 import os
 import selectors
@@ -188,7 +189,23 @@ def discover(
         zeroserve.server.import_serving_dependencies()
         for folder in {path for path in model_dirs.values() if path is not None}:
             phase.details.setdefault("modules", []).extend(preimport_pickled_modules(folder))
+        for item in found:  # what a predictor imports when it loads (vLLM's engine, say)
+            phase.details.setdefault("modules", []).extend(preimport_declared(item))
     return found, model_dirs, folders
+
+
+def preimport_declared(found: FoundPredictor) -> list[str]:
+    """Import the modules a predictor class names in ``preimport_modules``, and KServe's OpenAI
+    routes for one that answers them; return their names."""
+    names = [str(name) for name in getattr(found.cls, "preimport_modules", ())]
+    for name in names:
+        importlib.import_module(name)
+    if found.declaration.openai:
+        from zeroserve.openai_routes import openai_model_class
+
+        openai_model_class()
+        names.append("kserve.protocol.rest.openai")
+    return names
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -212,7 +229,11 @@ def main(argv: list[str] | None = None) -> None:
         event="hello",
         pid=os.getpid(),
         models=[
-            {"name": item.name, "spec": item.declaration.spec.model_dump(mode="json")}
+            {
+                "name": item.name,
+                "spec": item.declaration.spec.model_dump(mode="json"),
+                "openai": item.declaration.openai,
+            }
             for item in found
         ],
         fork=unsafe is None,

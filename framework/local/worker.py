@@ -37,7 +37,7 @@ def run_replica(
     timeline: StartupTimeline | None = None,
 ) -> int:
     """Serve ``found`` until SIGTERM; the exit code says how it ended."""
-    from zeroserve.adapter import PredictorModel
+    from zeroserve.adapter import serving_model
     from zeroserve.server import LocalModelServer
     from zeroserve.sockets import bind_socket
     from zeroserve.spec import Batching
@@ -45,7 +45,7 @@ def run_replica(
     timeline = timeline or StartupTimeline()
     sock = bind_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
-    model = PredictorModel(found.cls, found.declaration, model_dir, timeline=timeline)
+    model = serving_model(found.cls, found.declaration, model_dir, timeline)
     if options.get("batching") and model.batchers is not None:
         model.batchers.update(Batching.model_validate(options["batching"]))
     settings = ServerSettings(

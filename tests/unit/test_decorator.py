@@ -165,15 +165,16 @@ def test_model_uri_needs_load_with_model_dir() -> None:
         predictor(model_uri="s3://bucket/model")(LoadWithoutDir)
 
 
-def test_async_load_and_bad_warmup_are_refused() -> None:
+def test_async_load_is_accepted_and_bad_warmup_is_refused() -> None:
     class AsyncLoad:
         async def load(self) -> None: ...
 
         def predict(self, instances: list[int]) -> list[int]:
             return instances
 
-    with pytest.raises(SpecError, match="plain `def`, not `async def`"):
-        predictor(AsyncLoad)
+    declared = declaration_of(predictor(AsyncLoad))
+    assert declared is not None
+    assert declared.takes_model_dir is False
 
     class WarmupWithArgs:
         def warmup(self, n: int) -> None: ...
@@ -200,3 +201,48 @@ def test_name_from_class_examples() -> None:
     assert name_from_class("IrisClassifier") == "iris-classifier"
     assert name_from_class("GPT2Model") == "gpt2-model"
     assert name_from_class("my_model") == "my-model"
+
+
+def test_llm_settings_are_validated_at_decoration() -> None:
+    from zeroserve import LLMEngine
+
+    class Chat:
+        def predict(self, instances: list[str]) -> list[str]:
+            return instances
+
+    with pytest.raises(SpecError, match="batches continuously inside vLLM"):
+        predictor(name="chat", llm=LLMEngine(), batching=Batching())(Chat)
+    with pytest.raises(SpecError, match="tensor_parallel_size=4 needs that many GPUs"):
+        predictor(name="chat", gpu=2, llm={"tensor_parallel_size": 4})(Chat)
+    with pytest.raises(SpecError, match="gpu_memory_utilization"):
+        predictor(name="chat", llm={"gpu_memory_utilization": 1.5})(Chat)
+    spec = declaration_of(predictor(name="chat", llm={"max_model_len": 256})(Chat))
+    assert spec is not None
+    assert spec.spec.llm is not None
+    assert spec.spec.llm.vllm_args()[-2:] == ["--max-model-len", "256"]
+
+
+def test_openai_methods_must_both_be_async() -> None:
+    class HalfOpenAI:
+        async def create_completion(self, request: Any, raw_request: Any = None) -> Any: ...
+
+        def predict(self, instances: list[str]) -> list[str]:
+            return instances
+
+    with pytest.raises(SpecError, match="needs both `async def create_completion"):
+        predictor(HalfOpenAI)
+
+
+def test_vllm_predictor_by_configuration_needs_no_vllm_until_it_loads() -> None:
+    from zeroserve import spec_of
+    from zeroserve.predictors.vllm import VLLMPredictor, vllm_predictor
+
+    cls = vllm_predictor("tiny-chat", "s3://bucket/tiny", llm={"max_model_len": 128})
+    declared = declaration_of(cls)
+    assert declared is not None
+    assert declared.openai
+    assert declared.takes_model_dir
+    assert issubclass(cls, VLLMPredictor)
+    assert cls.__name__ == "TinyChat"
+    assert cls.__module__ == __name__  # found by the loader in the file that configured it
+    assert spec_of(cls).model_uri == "s3://bucket/tiny"

@@ -15,7 +15,7 @@ import yaml
 
 from tests.conftest import SAMPLES
 from tests.kube_schemas import problems
-from zeroserve import Batching, UsageError
+from zeroserve import Batching, LLMEngine, UsageError
 from zeroserve.cli_kube import render_objects
 from zeroserve.render import MAX_NAME, RenderOptions, render_inference_service
 from zeroserve.spec import PredictorSpec
@@ -34,6 +34,13 @@ VARIANTS = {
         name="remote", model_uri="s3://bucket/models/remote@v3", env={"OMP_NUM_THREADS": "2"}
     ),
     "no-resources": PredictorSpec(name="bare", cpu=None, memory=None),
+    "vllm": PredictorSpec(
+        name="chat",
+        model_uri="s3://bucket/models/chat@v1",
+        gpu=2,
+        memory="64Gi",
+        llm=LLMEngine(max_model_len=8192, tensor_parallel_size=2, startup_timeout_s=1200),
+    ),
 }
 
 
@@ -55,6 +62,22 @@ def test_gpu_gets_resources_toleration_and_node_selector() -> None:
     assert predictor["model"]["resources"]["limits"]["nvidia.com/gpu"] == "2"
     assert predictor["tolerations"][0]["key"] == "nvidia.com/gpu"
     assert predictor["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+
+
+def test_llm_gets_gpus_shared_memory_engine_arguments_and_a_long_startup_probe() -> None:
+    predictor = render_inference_service(VARIANTS["vllm"], OPTIONS)["spec"]["predictor"]
+    model = predictor["model"]
+    assert model["resources"]["limits"]["nvidia.com/gpu"] == "2"
+    shm = {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}}
+    assert shm in predictor["volumes"]
+    assert {"name": "dshm", "mountPath": "/dev/shm"} in model["volumeMounts"]
+    assert {"name": "model-cache", "mountPath": "/var/cache/zeroserve"} in model["volumeMounts"]
+    env = {item["name"]: item["value"] for item in model["env"]}
+    args = env["ZEROSERVE_VLLM_ARGS"].split()
+    assert args[args.index("--max-model-len") + 1] == "8192"
+    assert args[args.index("--tensor-parallel-size") + 1] == "2"
+    probe = model["startupProbe"]
+    assert probe["periodSeconds"] * probe["failureThreshold"] == 1200
 
 
 def test_knative_annotations_are_documented_keys() -> None:
