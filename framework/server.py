@@ -200,7 +200,22 @@ class LocalModelServer(ModelServer):  # type: ignore[misc]
             timeout_keep_alive=self.timeout_keep_alive,
         )
         rest.create_application()
-        app = import_from_string(FASTAPI_APP_IMPORT_STRING)
+        self._extend_app(import_from_string(FASTAPI_APP_IMPORT_STRING), models)
+        rest.config.host = self.settings.host
+        rest.config.access_log = self.settings.access_log
+        self._http = uvicorn.Server(rest.config)
+        # uvicorn re-raises SIGINT/SIGTERM once it has drained; a stop by signal is a clean exit.
+        previous = {sig: signal.signal(sig, _note_signal) for sig in STOP_SIGNALS}
+        try:
+            asyncio.run(self._run(models, sock))
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if self.load_error is not None:
+            raise self.load_error
+
+    def _extend_app(self, app: Any, models: list[PredictorModel]) -> None:
+        """zeroserve's error answers, routes and middleware on KServe's FastAPI app."""
         app.add_exception_handler(ZeroserveError, zeroserve_error_response)
         app.add_exception_handler(ModelNotReady, model_not_ready_response)
         BatchingRoutes(self.registered_models).install(app)
@@ -214,18 +229,6 @@ class LocalModelServer(ModelServer):  # type: ignore[misc]
             paths |= {f"/v2/models/{name}/infer" for name in batched}
             app.add_middleware(CancelOnDisconnect, paths=frozenset(paths))
         app.add_middleware(BodySizeLimit, limit=self.settings.max_body_size)
-        rest.config.host = self.settings.host
-        rest.config.access_log = self.settings.access_log
-        self._http = uvicorn.Server(rest.config)
-        # uvicorn re-raises SIGINT/SIGTERM once it has drained; a stop by signal is a clean exit.
-        previous = {sig: signal.signal(sig, _note_signal) for sig in STOP_SIGNALS}
-        try:
-            asyncio.run(self._run(models, sock))
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        if self.load_error is not None:
-            raise self.load_error
 
     async def _run(self, models: list[PredictorModel], sock: socket.socket) -> None:
         assert self._http is not None

@@ -50,8 +50,11 @@ class ModelHost:
         command = ["-m", "zeroserve.local.forkserver", self.target, "--control-fd", str(fd)]
         if self.no_fork:
             command.append("--no-fork")
+        # A process group of its own, so a terminal's Ctrl-C reaches only the activator (which
+        # drains the workers), but the activator's session: where the kernel groups CPU time by
+        # session (sched autogroup), a session of its own halved a vLLM engine's throughput here.
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, *command, pass_fds=(fd,), start_new_session=True
+            sys.executable, *command, pass_fds=(fd,), preexec_fn=os.setpgrp
         )
         self.background.keep(self._read_events())
         self.background.keep(self._watch_host(self.process))
@@ -105,7 +108,7 @@ class ModelHost:
             *("-m", "zeroserve.local.worker", self.target, "--model", model),
             *("--id", replica_id, "--control-fd", str(fd), "--options", orjson.dumps(options)),
             pass_fds=(fd,),
-            start_new_session=True,
+            preexec_fn=os.setpgrp,
         )
         self.spawned[replica_id] = process
         self.on_event({"event": "forked", "id": replica_id, "pid": process.pid})
