@@ -1,0 +1,27 @@
+"""The vLLM predictor's corners that need no engine: readiness follows the engine's health.
+
+The predictor against real vLLM is tests/llm (tox -e llm)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from zeroserve.predictors.vllm import VLLMPredictor
+
+
+class _Engine:
+    def __init__(self, dead: bool) -> None:
+        self.dead = dead
+
+    async def check_health(self) -> None:
+        if self.dead:
+            raise RuntimeError("EngineCore died")
+
+
+def test_readiness_follows_the_engine() -> None:
+    predictor = VLLMPredictor()
+    assert asyncio.run(predictor.healthy()) is False  # not started
+    predictor.engine = _Engine(dead=False)
+    assert asyncio.run(predictor.healthy()) is True
+    predictor.engine = _Engine(dead=True)
+    assert asyncio.run(predictor.healthy()) is False
