@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -105,15 +104,11 @@ def first_answer_seconds(command: list[str], env: dict[str, str], url: str, log:
 
 def engine_args() -> list[str]:
     """The sample's engine arguments, as vLLM's own server takes them."""
-    sys.path.insert(0, str(SAMPLE))
-    try:
-        from zeroserve import spec_of
-        from zeroserve.loader import find_predictors
+    from zeroserve import spec_of
+    from zeroserve.loader import find_predictors
 
-        (found,) = find_predictors(str(SAMPLE / "model.py"))
-        llm = spec_of(found.cls).llm
-    finally:
-        sys.path.pop(0)
+    (found,) = find_predictors(str(SAMPLE / "model.py"))
+    llm = spec_of(found.cls).llm
     assert llm is not None
     return llm.vllm_args()
 
@@ -194,7 +189,6 @@ def main() -> dict[str, object]:
         env = {**os.environ, **LLM_ENV, "ZEROSERVE_TINY_LLM_URI": reference}
         starts = start_times(scratch, env)
         figures = compare(scratch, folder, env)
-    shutil.rmtree(scratch_name, ignore_errors=True)
     c1, c16 = figures["c1"], figures["c16"]
     scaling = c16["zeroserve_tokens_per_s"] / c1["zeroserve_tokens_per_s"]
     ratio = min(c1["ratio"], c16["ratio"])

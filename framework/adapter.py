@@ -74,7 +74,6 @@ class PredictorModel(kserve.Model):  # type: ignore[misc]
         A plain ``def`` runs in a thread; an ``async def load`` (an engine with its own event
         loop tasks, such as vLLM's) runs on the server's event loop.
         """
-        loop = asyncio.get_running_loop()
         for phase in ("load", "warmup"):
             method = getattr(self.instance, phase, None)
             if method is None:
@@ -82,10 +81,7 @@ class PredictorModel(kserve.Model):  # type: ignore[misc]
             args = (self.model_dir,) if phase == "load" and self.declaration.takes_model_dir else ()
             try:
                 with self.timeline.phase(phase, model=self.name):
-                    if inspect.iscoroutinefunction(method):
-                        await method(*args)
-                    else:
-                        await loop.run_in_executor(None, functools.partial(method, *args))
+                    await _call_user(method, *args)
             except Exception as exc:
                 raise LoadError(model=self.name, phase=phase, cause=exc) from exc
         self.ready = True
@@ -96,12 +92,15 @@ class PredictorModel(kserve.Model):  # type: ignore[misc]
         if close is None:
             return
         try:
-            if inspect.iscoroutinefunction(close):
-                await close()
-            else:
-                close()
+            await _call_user(close)
         except Exception:
             logger.exception("close() of model '%s' raised", self.name)
+
+    async def healthy(self) -> bool:
+        """Ready once loaded, and while the user's optional ``async def healthy()`` says so
+        (vLLM's predictor asks its engine): KServe's readiness routes answer from this."""
+        check = getattr(self.instance, "healthy", None)
+        return self.ready and (check is None or bool(await check()))
 
     async def predict(
         self,
@@ -221,6 +220,13 @@ class PredictorModel(kserve.Model):  # type: ignore[misc]
                 "shape": [-1],
             }
         ]
+
+
+async def _call_user(method: Any, *args: Any) -> Any:
+    """Await an ``async def`` on the event loop; run a plain ``def`` in a thread."""
+    if inspect.iscoroutinefunction(method):
+        return await method(*args)
+    return await asyncio.get_running_loop().run_in_executor(None, functools.partial(method, *args))
 
 
 def serving_model(

@@ -93,7 +93,6 @@ class _AnswersOpenAI:
     """
 
     instance: Any
-    ready: bool
 
     async def create_completion(
         self, request: Any, raw_request: Request | None = None, context: Any = None
@@ -104,11 +103,6 @@ class _AnswersOpenAI:
         self, request: Any, raw_request: Request | None = None, context: Any = None
     ) -> Any:
         return _as_kserve_error(await self.instance.create_chat_completion(request, raw_request))
-
-    async def healthy(self) -> bool:
-        """Ready once loaded, and only while the engine says it is healthy."""
-        check = getattr(self.instance, "healthy", None)
-        return self.ready and (check is None or bool(await check()))
 
 
 @functools.cache
@@ -133,11 +127,13 @@ def openai_model_class() -> type[PredictorModel]:
 
 
 def _as_kserve_error(result: Any) -> Any:
+    error = getattr(result, "error", None)
+    if error is None:  # a response or a stream: the usual case, nothing to import
+        return result
     from kserve.protocol.rest.openai.errors import create_error_response
     from kserve.protocol.rest.openai.types import ErrorResponse
 
-    error = getattr(result, "error", None)
-    if error is None or isinstance(result, ErrorResponse):
+    if isinstance(result, ErrorResponse):
         return result
     return create_error_response(
         message=str(error.message),

@@ -202,12 +202,15 @@ class MotoS3:
 @pytest.fixture(scope="session")
 def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
     port = free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    folder = tmp_path_factory.mktemp("moto")
+    log = folder / "moto.log"
+    recording = {"MOTO_RECORDER_FILEPATH": str(folder / "recording")}  # not in the checkout
     with log.open("w") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
             stdout=sink,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **recording},
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + START_TIMEOUT_S

@@ -45,6 +45,7 @@ class Activator:
         self.server_settings = server
         self.settings = local
         self.pools: dict[str, ModelPool] = {}
+        self.openai_models: list[str] = []  # those answering /openai/v1/* (from the hello)
         self.hello: dict[str, Any] = {}
         self.stopping: asyncio.Event | None = None
         self.background = Background()
@@ -77,8 +78,8 @@ class Activator:
         }
         for model in self.hello["models"]:
             pool = ModelPool(model["name"], model["spec"], host, self.settings, dict(options))
-            pool.openai = bool(model.get("openai"))
             self.pools[model["name"]] = pool
+        self.openai_models = [model["name"] for model in self.hello["models"] if model["openai"]]
         limit = self.server_settings.max_body_size
         server = await loop.create_server(lambda: ClientConnection(self.handle, limit), sock=sock)
         for pool in self.pools.values():
@@ -204,7 +205,7 @@ class Activator:
     def _openai(self, request: Request, client: ClientConnection) -> None:
         """Route an OpenAI request by its body's "model" (the only one when it names none);
         answer what cannot be routed in OpenAI's error shape."""
-        served = [name for name, pool in self.pools.items() if pool.openai]
+        served = self.openai_models
         try:
             body = orjson.loads(request.body)
         except orjson.JSONDecodeError:
@@ -236,8 +237,10 @@ class Activator:
             states = {name: str(pool.lifecycle.state) for name, pool in self.pools.items()}
             client.respond(200, {"models": list(self.pools), "states": states})
         elif path == "/openai/v1/models":
-            served = [name for name, pool in self.pools.items() if pool.openai]
-            data = [{"id": name, "object": "model", "owned_by": "zeroserve"} for name in served]
+            data = [
+                {"id": name, "object": "model", "owned_by": "zeroserve"}
+                for name in self.openai_models
+            ]
             client.respond(200, {"object": "list", "data": data})
         elif path == "/zeroserve/status":
             client.respond(200, self.status())

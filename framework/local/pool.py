@@ -61,7 +61,6 @@ class ModelPool:
     ) -> None:
         self.name = name
         self.spec = spec
-        self.openai = False  # answers the OpenAI routes (the model host says so)
         self.host = host
         self.settings = settings
         now = time.monotonic()

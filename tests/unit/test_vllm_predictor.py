@@ -25,3 +25,27 @@ def test_readiness_follows_the_engine() -> None:
     assert asyncio.run(predictor.healthy()) is True
     predictor.engine = _Engine(dead=True)
     assert asyncio.run(predictor.healthy()) is False
+
+
+def test_a_models_readiness_asks_the_users_healthy() -> None:
+    from zeroserve import predictor
+    from zeroserve.adapter import PredictorModel
+    from zeroserve.decorator import declaration_of
+
+    class Flaky:
+        alive = True
+
+        async def healthy(self) -> bool:
+            return self.alive
+
+        def predict(self, instances: list[str]) -> list[str]:
+            return instances
+
+    declared = declaration_of(predictor(name="flaky")(Flaky))
+    assert declared is not None
+    model = PredictorModel(Flaky, declared, None)
+    assert asyncio.run(model.healthy()) is False  # not loaded yet
+    asyncio.run(model.load_in_server())
+    assert asyncio.run(model.healthy()) is True
+    model.instance.alive = False
+    assert asyncio.run(model.healthy()) is False
