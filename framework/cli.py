@@ -70,11 +70,15 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj = Settings(debug=debug or _env_debug())
 
 
+SERVER_FLAGS = ("port", "host", "max_body_size", "max_header_size", "access_log")
+
+
 @cli.command()
 @click.argument("target", metavar="PATH[:CLASS]")
 @click.option("--port", type=int, default=None, help="Port to listen on [default: 8080].")
 @click.option("--host", default=None, help="Address to bind [default: 127.0.0.1].")
 @click.option("--max-body-size", default=None, help="Largest request body, e.g. 32MiB.")
+@click.option("--max-header-size", default=None, help="Largest request head, e.g. 64KiB.")
 @click.option("--access-log/--no-access-log", default=None, help="Log one line per request.")
 @click.option(
     "--direct",
@@ -96,7 +100,7 @@ def serve(settings: Settings, /, target: str, direct: bool, **flags: Any) -> Non
 
     Each model starts on its first request and scales back to zero when idle; add --direct to
     load them all in this process instead."""
-    server_flags = {key: flags.pop(key) for key in ("port", "host", "max_body_size", "access_log")}
+    server_flags = {key: flags.pop(key) for key in SERVER_FLAGS}
     server_settings = _with_flags(settings.server, server_flags)
     local_settings = _with_flags(settings.local, flags)
     configure_logging()

@@ -9,6 +9,10 @@ Hierarchy::
     │   ├── InvalidPayload    the body does not fit the predictor's request schema (400)
     │   ├── PayloadTooLarge   the body is over the configured size limit (413)
     │   ├── BatchTooLarge     more instances than max_batch_size where splitting is off (413)
+    │   ├── MalformedRequest  bytes that are not HTTP/1.1 the server accepts (400)
+    │   ├── RequestTimeout    a client that stopped sending in the middle of a request (408)
+    │   ├── HeadersTooLarge   a request line or headers over the configured size limit (431)
+    │   ├── ExpectationFailed an Expect header other than 100-continue (417)
     │   └── ModelNotBatched   batching settings asked of a model that does not batch (409)
     ├── PredictError          the predictor's own predict() raised (500)
     ├── BatchResultMismatch   a batched predict() returned a wrong number of results (500)
@@ -80,6 +84,45 @@ class PayloadTooLarge(RequestError):
         self.received_bytes = received_bytes
 
 
+class MalformedRequest(RequestError):
+    """Bytes the server cannot read as an HTTP/1.1 request it accepts."""
+
+
+class RequestTimeout(RequestError):
+    """The client stopped sending in the middle of a request (slow headers, stalled body)."""
+
+    def __init__(self, *, phase: str, limit_s: float) -> None:
+        setting = "ZEROSERVE_SERVER__" + ("HEADER" if phase == "headers" else "BODY") + "_TIMEOUT"
+        super().__init__(
+            f"the request's {phase} did not arrive within {limit_s:g}s; send the whole request "
+            f"without pausing, or raise the limit with {setting}"
+        )
+        self.phase = phase
+        self.limit_s = limit_s
+
+
+class HeadersTooLarge(RequestError):
+    """The request line and headers are larger than the server accepts."""
+
+    def __init__(self, *, limit_bytes: int) -> None:
+        super().__init__(
+            f"the request line and headers are over the limit of {limit_bytes} bytes; send "
+            "smaller headers or raise the limit with --max-header-size "
+            "(ZEROSERVE_SERVER__MAX_HEADER_SIZE)"
+        )
+        self.limit_bytes = limit_bytes
+
+
+class ExpectationFailed(RequestError):
+    """An Expect header asked for something other than 100-continue."""
+
+    def __init__(self, *, expectation: str) -> None:
+        super().__init__(
+            f"Expect: {expectation!r} is not supported; the only expectation HTTP/1.1 defines is "
+            "100-continue"
+        )
+
+
 class BatchTooLarge(RequestError):
     """A request carries more instances than one batch holds, and splitting is off."""
 
@@ -147,6 +190,10 @@ HTTP_STATUS: dict[type[ZeroserveError], int] = {
     InvalidPayload: 400,
     PayloadTooLarge: 413,
     BatchTooLarge: 413,
+    MalformedRequest: 400,
+    RequestTimeout: 408,
+    HeadersTooLarge: 431,
+    ExpectationFailed: 417,
     ModelNotBatched: 409,
     BatchResultMismatch: 500,
     PredictError: 500,

@@ -44,6 +44,10 @@ class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_size: ByteSize = 32 * 1024**2
+    max_header_size: ByteSize = 64 * 1024  # request line and headers together (h11's default)
+    keep_alive_timeout: float = Field(default=75.0, gt=0)  # idle between requests (nginx's)
+    header_timeout: float = Field(default=30.0, gt=0)  # first byte to the end of the headers
+    body_timeout: float = Field(default=60.0, gt=0)  # the longest pause while a body arrives
     access_log: bool = True
 
 

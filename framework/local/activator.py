@@ -26,7 +26,7 @@ from zeroserve.local.lifecycle import ModelState
 from zeroserve.local.pool import ModelPool
 from zeroserve.local.status import pool_status
 from zeroserve.local.upstream import ReplicaState
-from zeroserve.local.wire import ClientConnection, Request
+from zeroserve.local.wire import ClientConnection, Request, sweep_timeouts
 from zeroserve.metrics import record_startup
 from zeroserve.settings import LocalSettings, ServerSettings
 from zeroserve.spec import Batching, describe_validation_error
@@ -49,6 +49,7 @@ class Activator:
         self.hello: dict[str, Any] = {}
         self.stopping: asyncio.Event | None = None
         self.background = Background()
+        self.connections: set[ClientConnection] = set()
 
     def serve(self, sock: socket.socket) -> None:
         """Run until stopped; raise UsageError if the target cannot be served."""
@@ -80,8 +81,11 @@ class Activator:
             pool = ModelPool(model["name"], model["spec"], host, self.settings, dict(options))
             self.pools[model["name"]] = pool
         self.openai_models = [model["name"] for model in self.hello["models"] if model["openai"]]
-        limit = self.server_settings.max_body_size
-        server = await loop.create_server(lambda: ClientConnection(self.handle, limit), sock=sock)
+        limits, connections = self.server_settings, self.connections
+        server = await loop.create_server(
+            lambda: ClientConnection(self.handle, limits, connections), sock=sock
+        )
+        sweeper = loop.create_task(sweep_timeouts(connections))
         for pool in self.pools.values():
             pool.start_warm()
         ticker = loop.create_task(self._tick())
@@ -96,6 +100,7 @@ class Activator:
         await self.stopping.wait()
         server.close()
         ticker.cancel()
+        sweeper.cancel()
         grace = self.settings.drain_grace
         await asyncio.gather(*(pool.shutdown(grace) for pool in self.pools.values()))
         await host.close()

@@ -89,7 +89,11 @@ class Replica:
 
 
 class UpstreamConnection(asyncio.Protocol):
-    """One keep-alive connection from the activator to a worker, one exchange at a time."""
+    """One keep-alive connection from the activator to a worker, one exchange at a time.
+
+    Interim (1xx) answers before the final one are passed on to HTTP/1.1 clients and never taken
+    for the end of the exchange; a ``HEAD`` answer ends with its headers.
+    """
 
     def __init__(self, replica: Replica) -> None:
         self.replica = replica
@@ -99,6 +103,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.used = False
         self.received = 0
+        self.final = False  # the final (non-1xx) status line of this exchange has arrived
+        self.interim = b""  # the start of an answer whose status line is not complete yet
+        self.head_answered = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -107,27 +114,61 @@ class UpstreamConnection(asyncio.Protocol):
         assert self.transport is not None
         self.exchange = exchange
         self.received = 0
+        self.final = False
+        self.interim = b""
         self.transport.write(exchange.payload)
 
     def data_received(self, data: bytes) -> None:
         exchange = self.exchange
-        if exchange is None:
-            return  # nothing asked: ignore
+        if exchange is None:  # bytes nobody asked for: this connection can't be trusted
+            self.close()
+            return
         self.received += len(data)
-        exchange.client.write(data)
+        forward = data if self.final else self._past_interim(data, exchange.request.version)
+        if forward:
+            exchange.client.write(forward)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
             self.close()
+            return
+        if self.head_answered:  # no body follows: start the next answer with a fresh parser
+            keep_alive = self.parser.should_keep_alive()
+            self.parser = httptools.HttpResponseParser(self)
+            self.head_answered = False
+            self._message_done(keep_alive)
+
+    def _past_interim(self, data: bytes, client_version: str) -> bytes:
+        """What of ``data`` goes to the client while the final status line is still to come:
+        whole interim answers (none for an HTTP/1.0 client), then everything from the final one."""
+        buffer, out = self.interim + data, b""
+        while len(buffer) >= 12:  # "HTTP/1.1 200"
+            if buffer[9:10] != b"1" or buffer[9:12] == b"101":
+                self.final, self.interim = True, b""
+                return out + buffer
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                break
+            if client_version != "1.0":
+                out += buffer[: end + 4]
+            buffer = buffer[end + 4 :]
+        self.interim = buffer
+        return out
 
     def on_headers_complete(self) -> None:
-        if self.exchange is not None:
-            self.exchange.status = self.parser.get_status_code()
+        status = self.parser.get_status_code()
+        if self.exchange is not None and status >= 200:
+            self.exchange.status = status
+            self.head_answered = self.exchange.request.method == b"HEAD"
 
     def on_message_complete(self) -> None:
+        if self.parser.get_status_code() < 200:
+            return  # an interim answer: the final one is still to come
+        self._message_done(self.parser.should_keep_alive())
+
+    def _message_done(self, keep_alive: bool) -> None:
         exchange, self.exchange = self.exchange, None
         self.used = True
-        keep_alive = self.parser.should_keep_alive()
         if not keep_alive:
             self.close()
         elif self.replica.state is not ReplicaState.DRAINING:
