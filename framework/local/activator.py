@@ -121,6 +121,10 @@ class Activator:
                     logger.exception("model '%s': scaling tick failed", pool.name)
 
     def _on_event(self, message: dict[str, Any]) -> None:
+        if message["event"] == "host_lost":
+            for pool in self.pools.values():
+                pool.host_lost(message["code"])
+            return
         replica_id = message.get("id")
         for pool in self.pools.values():
             replica = pool.replicas.get(replica_id) if replica_id else None

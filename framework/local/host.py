@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import signal
@@ -21,10 +22,12 @@ import orjson
 from zeroserve.errors import UsageError
 from zeroserve.local.background import Background
 from zeroserve.local.control import MESSAGE_LIMIT, decode
+from zeroserve.local.upstream import describe_exit
 
 logger = logging.getLogger("zeroserve")
 EventHandler = Callable[[dict[str, Any]], None]
 HOST_STOP_S = 40.0
+HOST_RESTART_BACKOFF_S = (0.0, 1.0, 2.0, 5.0, 10.0, 30.0)
 
 
 class ModelHost:
@@ -41,9 +44,26 @@ class ModelHost:
         self.hello: asyncio.Future[dict[str, Any]] | None = None
         self.fork = False
         self.background = Background()
+        self.closing = False
+        self.up: asyncio.Event | None = None  # set while a host answers fork commands
+        self.start_timeout = 300.0
 
     async def start(self, timeout: float) -> dict[str, Any]:
         """Start the host; return its hello (models and specs) or raise UsageError."""
+        self.up = asyncio.Event()
+        self.start_timeout = timeout
+        self.background.keep(self._read_events())
+        hello = await self._start_process(timeout)
+        self.fork = bool(hello["fork"])
+        if self.fork:
+            logger.info("model host pid %d forks workers (imports paid once)", hello["pid"])
+            self.up.set()
+        else:
+            logger.info("workers are spawned fresh, not forked: %s", hello["reason"])
+        return hello
+
+    async def _start_process(self, timeout: float) -> dict[str, Any]:
+        """One host process on the channel, until its hello; UsageError if it says none."""
         loop = asyncio.get_running_loop()
         self.hello = loop.create_future()
         fd = self.theirs.fileno()
@@ -56,19 +76,14 @@ class ModelHost:
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, *command, pass_fds=(fd,), preexec_fn=os.setpgrp
         )
-        self.background.keep(self._read_events())
         self.background.keep(self._watch_host(self.process))
         try:
             hello = await asyncio.wait_for(asyncio.shield(self.hello), timeout)
         except TimeoutError:
+            self.process.kill()
             raise UsageError(f"importing {self.target} took over {timeout:.0f}s") from None
         if hello["event"] == "error":
             raise UsageError(hello["message"])
-        self.fork = bool(hello["fork"])
-        if self.fork:
-            logger.info("model host pid %d forks workers (imports paid once)", hello["pid"])
-        else:
-            logger.info("workers are spawned fresh, not forked: %s", hello["reason"])
         return hello
 
     async def _read_events(self) -> None:
@@ -93,12 +108,40 @@ class ModelHost:
             self.hello.set_result(
                 {"event": "error", "message": f"the model host ended with exit code {code}"}
             )
-        elif self.fork and code != 0:
-            logger.error("the model host ended with exit code %d; its workers stopped", code)
+        elif self.fork and not self.closing and process is self.process:
+            logger.error(
+                "the model host (pid %d) ended: %s; its workers stop; starting a new host",
+                process.pid,
+                describe_exit(code),
+            )
+            assert self.up is not None
+            self.up.clear()
+            self.on_event({"event": "host_lost", "code": code})
+            self.background.keep(self._restart())
+
+    async def _restart(self) -> None:
+        """Start hosts until one says hello (backing off between tries), then fork again."""
+        for attempt in itertools.count():
+            await asyncio.sleep(HOST_RESTART_BACKOFF_S[min(attempt, 5)])
+            if self.closing:
+                return
+            try:
+                hello = await self._start_process(self.start_timeout)
+            except UsageError as exc:
+                logger.error("a new model host failed to start: %s", exc)
+                continue
+            logger.info(
+                "model host pid %d is back; models start on their next request", hello["pid"]
+            )
+            assert self.up is not None
+            self.up.set()
+            return
 
     async def launch(self, model: str, replica_id: str, options: dict[str, Any]) -> None:
         """Start one worker for ``model``; its events arrive through ``on_event``."""
         if self.fork:
+            assert self.up is not None
+            await self.up.wait()  # a host that died is being replaced
             message = {"cmd": "fork", "model": model, "id": replica_id, "options": options}
             await asyncio.get_running_loop().sock_sendall(self.ours, orjson.dumps(message))
             return
@@ -128,6 +171,7 @@ class ModelHost:
 
     async def close(self) -> None:
         """Close the channel (the host stops its workers and exits) and wait for the host."""
+        self.closing = True
         self.background.cancel()
         with contextlib.suppress(OSError):
             self.ours.shutdown(socket.SHUT_RDWR)  # EOF for the host, whoever holds the fd

@@ -288,6 +288,21 @@ class ModelPool:
             if self.waiters and self.lifecycle.should_start(now):
                 self._begin_cold_start("request")
 
+    def host_lost(self, code: int) -> None:
+        """The model host died: its workers die with it (they were told to), so every replica
+        ends now; a model with requests waiting or min_replicas starts on the new host."""
+        reason = f"the model host ended ({describe_exit(code)})"
+        restart = False
+        for replica in list(self.replicas.values()):
+            self.host.stop_worker(replica.pid)
+            if replica.state is ReplicaState.STARTING:  # tried again on the new host
+                replica.state = ReplicaState.DRAINING
+                restart = True
+            replica.error = replica.error or reason
+            self.on_exit(replica, None)
+        if restart and self.lifecycle.state is ModelState.STARTING and not self._starting():
+            self.start_replica()  # the requests held for it keep waiting
+
     def _restart_if_allowed(self, now: float) -> None:
         if self.lifecycle.should_start(now):
             self._begin_cold_start("restart")
@@ -323,7 +338,10 @@ class ModelPool:
                     f"it did not become ready within {self.settings.start_timeout:g}s "
                     "(--start-timeout)"
                 )
-                self.host.stop_worker(replica.pid, kill=True)
+                if replica.pid is None:  # never forked (no host answered): nothing to wait for
+                    self.on_exit(replica, None)
+                else:
+                    self.host.stop_worker(replica.pid, kill=True)
         state = self.lifecycle.state
         if state in (ModelState.ZERO, ModelState.FAILED) and self.lifecycle.warm:
             self._restart_if_allowed(now)

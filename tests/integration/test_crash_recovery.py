@@ -1,0 +1,76 @@
+"""Crashes the activator must recover from by the next request (real processes, real signals)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from tests.integration.test_activator import model_status, poll
+from tests.integration.test_activator_http import _start
+
+
+def host_process(activator_pid: int) -> psutil.Process:
+    for child in psutil.Process(activator_pid).children():
+        if "zeroserve.local.forkserver" in " ".join(child.cmdline()):
+            return child
+    raise AssertionError("no model host among the activator's children")
+
+
+def predict(url: str, model: str, instances: list[str]) -> httpx.Response:
+    return httpx.post(f"{url}/v1/models/{model}:predict", json={"instances": instances}, timeout=60)
+
+
+@pytest.mark.timeout(180)
+def test_kill_9_of_the_model_host_is_recovered_by_the_next_request(tmp_path: Path) -> None:
+    server = _start(tmp_path)
+    try:
+        assert predict(server.url, "echo", ["before"]).json() == {"predictions": ["before"]}
+        old_worker = model_status(server, "echo")["replicas"][0]["pid"]
+        host = host_process(server.process.pid)
+        host.send_signal(signal.SIGKILL)
+        poll(
+            lambda: old_worker not in [r["pid"] for r in model_status(server, "echo")["replicas"]],
+            "the dead host's worker is no longer listed",
+            server,
+        )
+        assert predict(server.url, "echo", ["after"]).json() == {"predictions": ["after"]}
+        assert model_status(server, "echo")["replicas"][0]["pid"] != old_worker
+        assert host_process(server.process.pid).pid != host.pid
+        gate = tmp_path / "open"
+        gate.touch()  # "held" was at zero when the host died: it starts on the new host
+        assert predict(server.url, "held", [str(gate)]).json() == {"predictions": [str(gate)]}
+        assert not psutil.pid_exists(old_worker) or psutil.Process(old_worker).status() == "zombie"
+    finally:
+        server.process.send_signal(signal.SIGTERM)
+        try:
+            code = server.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            raise
+    assert code == 0, server.log()[-3000:]
+
+
+@pytest.mark.timeout(180)
+def test_kill_9_of_the_host_while_a_model_starts_still_answers_the_held_request(
+    tmp_path: Path,
+) -> None:
+    server = _start(tmp_path)
+    gate = tmp_path / "gate"
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            host = host_process(server.process.pid)
+            os.kill(host.pid, signal.SIGSTOP)  # its fork command waits unread in the channel
+            answer = pool.submit(predict, server.url, "held", [str(gate)])
+            poll(lambda: model_status(server, "held")["queued"] == 1, "request held", server)
+            host.send_signal(signal.SIGKILL)
+            gate.touch()
+            assert answer.result(timeout=90).json() == {"predictions": [str(gate)]}
+    finally:
+        server.stop()
