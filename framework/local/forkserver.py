@@ -31,9 +31,9 @@ from zeroserve.coldstart.preimport import preimport_pickled_modules
 from zeroserve.errors import ZeroserveError
 from zeroserve.loader import FoundPredictor, python_files
 from zeroserve.local.control import (
-    MESSAGE_LIMIT,
+    PACKET_LIMIT,
+    Reassembler,
     configure_logging,
-    decode,
     die_with_parent,
     send_message,
 )
@@ -81,14 +81,17 @@ class ForkServer:
             signal.signal(signum, lambda *_: None)  # woken through the wakeup pipe
         self.selector.register(self.control, selectors.EVENT_READ)
         self.selector.register(self.wakeup_read, selectors.EVENT_READ)
+        reassembler = Reassembler()
         while True:
             for key, _ in self.selector.select():
                 if key.fileobj is self.control:
-                    data = self.control.recv(MESSAGE_LIMIT)
+                    data = self.control.recv(PACKET_LIMIT)
                     if not data:  # the activator is gone
                         self.stop()
                         return
-                    self.command(decode(data))
+                    message = reassembler.feed(data)
+                    if message is not None:
+                        self.command(message)
                 elif self.signals_say_stop():
                     self.stop()
                     return

@@ -21,7 +21,7 @@ import orjson
 
 from zeroserve.errors import UsageError
 from zeroserve.local.background import Background
-from zeroserve.local.control import MESSAGE_LIMIT, decode
+from zeroserve.local.control import PACKET_LIMIT, Reassembler, packets
 from zeroserve.local.upstream import describe_exit
 
 logger = logging.getLogger("zeroserve")
@@ -88,14 +88,17 @@ class ModelHost:
 
     async def _read_events(self) -> None:
         loop = asyncio.get_running_loop()
+        reassembler = Reassembler()
         while True:
             try:
-                data = await loop.sock_recv(self.ours, MESSAGE_LIMIT)
+                data = await loop.sock_recv(self.ours, PACKET_LIMIT)
             except OSError:
                 return
             if not data:
                 return
-            message = decode(data)
+            message = reassembler.feed(data)
+            if message is None:
+                continue
             if message.get("event") in ("hello", "error"):
                 if self.hello is not None and not self.hello.done():
                     self.hello.set_result(message)
@@ -143,7 +146,8 @@ class ModelHost:
             assert self.up is not None
             await self.up.wait()  # a host that died is being replaced
             message = {"cmd": "fork", "model": model, "id": replica_id, "options": options}
-            await asyncio.get_running_loop().sock_sendall(self.ours, orjson.dumps(message))
+            for packet in packets(message):
+                await asyncio.get_running_loop().sock_sendall(self.ours, packet)
             return
         fd = self.theirs.fileno()
         process = await asyncio.create_subprocess_exec(
