@@ -8,6 +8,7 @@ import inspect
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,13 @@ from zeroserve.batching import BatchObserver
 from zeroserve.coldstart import StartupTimeline
 from zeroserve.decorator import Declaration
 from zeroserve.drift import DriftMonitor
-from zeroserve.errors import InvalidPayload, LoadError, PredictError, ZeroserveError
+from zeroserve.errors import (
+    InvalidPayload,
+    LoadError,
+    OutOfMemory,
+    PredictError,
+    ZeroserveError,
+)
 from zeroserve.metrics import PrometheusBatchObserver, drift_collector
 from zeroserve.tracing import server_span, tracer, tracing_on
 
@@ -60,6 +67,7 @@ class PredictorModel(kserve.Model):  # type: ignore[misc]
         self.monitor = DriftMonitor.for_folder(model_dir)
         drift_collector().monitors[self.name] = self.monitor
         self.slow_calls = 0
+        self.on_fatal: Callable[[ZeroserveError], None] | None = None  # set by the server
         batching = declaration.spec.batching
         self.batchers: BatcherPool | None = None
         if batching is not None:
@@ -145,7 +153,7 @@ class PredictorModel(kserve.Model):  # type: ignore[misc]
             return await self._call_sync(kwargs)
         except Exception as exc:
             logger.exception("predict() of model '%s' raised", self.name)
-            raise PredictError(model=self.name, cause=exc) from exc
+            raise self._predict_error(exc) from exc
 
     async def _predict_batch(self, batch: list[Any], options: dict[str, Any]) -> list[Any]:
         """One predict() call for a whole batch; a plain ``def`` runs in a thread."""
@@ -163,7 +171,18 @@ class PredictorModel(kserve.Model):  # type: ignore[misc]
             logger.exception(
                 "predict() of model '%s' raised on a batch of %d", self.name, len(batch)
             )
-            raise PredictError(model=self.name, cause=exc) from exc
+            raise self._predict_error(exc) from exc
+
+    def _predict_error(self, exc: Exception) -> PredictError:
+        """The error to answer; after a MemoryError the process is no longer to be trusted, so
+        readiness turns false and the server is asked to stop (a fresh process replaces it)."""
+        if not isinstance(exc, MemoryError):
+            return PredictError(model=self.name, cause=exc)
+        error = OutOfMemory(model=self.name, cause=exc)
+        self.ready = False
+        if self.on_fatal is not None:
+            self.on_fatal(error)
+        return error
 
     async def _call_sync(self, kwargs: dict[str, Any]) -> Any:
         """Run a plain ``def predict`` inline while it is fast, in a thread once it is slow.

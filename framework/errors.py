@@ -15,6 +15,7 @@ Hierarchy::
     │   ├── ExpectationFailed an Expect header other than 100-continue (417)
     │   └── ModelNotBatched   batching settings asked of a model that does not batch (409)
     ├── PredictError          the predictor's own predict() raised (500)
+    │   └── OutOfMemory       predict() raised MemoryError: the process is replaced (503)
     ├── BatchResultMismatch   a batched predict() returned a wrong number of results (500)
     └── LoadError             the predictor's load() or warmup() raised; the server cannot serve it
 """
@@ -173,6 +174,18 @@ class PredictError(ZeroserveError):
         return body
 
 
+class OutOfMemory(PredictError):
+    """predict() raised MemoryError: the process stops so that a fresh one replaces it."""
+
+    def __init__(self, *, model: str, cause: BaseException) -> None:
+        super().__init__(model=model, cause=cause)
+        self.message = (
+            f"predict() of model '{model}' ran out of memory (MemoryError: {cause}); this server "
+            "process stops so that a fresh one replaces it: retry the request"
+        )
+        self.args = (self.message,)
+
+
 class LoadError(ZeroserveError):
     """The predictor's load() or warmup() raised, so the model cannot become ready."""
 
@@ -197,6 +210,7 @@ HTTP_STATUS: dict[type[ZeroserveError], int] = {
     ModelNotBatched: 409,
     BatchResultMismatch: 500,
     PredictError: 500,
+    OutOfMemory: 503,
     LoadError: 503,
 }
 

@@ -171,7 +171,9 @@ class LocalModelServer(ModelServer):  # type: ignore[misc]
         )
         self.settings = settings
         self.on_ready: Callable[[], None] | None = None
+        self.on_stopping: Callable[[str], None] | None = None  # a model asked the server to stop
         self.load_error: LoadError | None = None
+        self.fatal_error: ZeroserveError | None = None
         self._http: uvicorn.Server | None = None
 
     def serve(
@@ -191,6 +193,7 @@ class LocalModelServer(ModelServer):  # type: ignore[misc]
         for model in models:
             self.register_model(model)
             model.enable_latency_logging = self.enable_latency_logging
+            model.on_fatal = self._stop_for
         rest = RESTServer(
             FASTAPI_APP_IMPORT_STRING,
             self.dataplane,
@@ -213,6 +216,19 @@ class LocalModelServer(ModelServer):  # type: ignore[misc]
                 signal.signal(sig, handler)
         if self.load_error is not None:
             raise self.load_error
+        if self.fatal_error is not None:
+            raise self.fatal_error
+
+    def _stop_for(self, error: ZeroserveError) -> None:
+        """A model can no longer be trusted in this process: finish what is in flight, stop."""
+        if self.fatal_error is not None:
+            return
+        logger.error("%s", error)
+        self.fatal_error = error
+        if self.on_stopping is not None:
+            self.on_stopping(str(error))
+        if self._http is not None:
+            self._http.should_exit = True
 
     def _extend_app(self, app: Any, models: list[PredictorModel]) -> None:
         """zeroserve's error answers, routes and middleware on KServe's FastAPI app."""

@@ -229,8 +229,19 @@ class ModelPool:
             replica.pid, replica.port = message["pid"], message["port"]
             replica.timeline = message["timeline"]
             self._replica_ready(replica)
+        elif event == "stopping":
+            self._replace(replica, message["reason"])
         elif event == "exit":
             self.on_exit(replica, message["code"])
+
+    def _replace(self, replica: Replica, reason: str) -> None:
+        """A worker stops on its own (out of memory): route nothing more to it, start another."""
+        logger.error("model '%s': replica %s stops: %s", self.name, replica.id, reason)
+        if replica.state is not ReplicaState.READY:
+            return
+        self.drain(replica)
+        if all(r.state is ReplicaState.DRAINING for r in self.replicas.values()):
+            self.start_replica()
 
     def _replica_ready(self, replica: Replica) -> None:
         if replica.state is ReplicaState.DRAINING:

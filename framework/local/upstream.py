@@ -21,6 +21,11 @@ from zeroserve.events import log_event, trace_id_of
 from zeroserve.local.wire import ClientConnection, Request
 
 EXIT_WAIT_S = 2.0  # how long a 502 waits to learn the worker's exit code
+WORKER_EXIT_CAUSES = {  # the exit codes of zeroserve.local.worker
+    2: " (the model could not be found or imported)",
+    3: " (load() or warmup() raised)",
+    4: " (predict() ran out of memory)",
+}
 
 
 class ReplicaState(enum.StrEnum):
@@ -44,7 +49,7 @@ def describe_exit(code: int | None) -> str:
             "SIGABRT": " (aborted by native code)",
         }.get(name, "")
         return f"killed by {name}{cause}"
-    return f"exit code {code}"
+    return f"exit code {code}" + WORKER_EXIT_CAUSES.get(code, "")
 
 
 @dataclass(eq=False)

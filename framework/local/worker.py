@@ -9,6 +9,7 @@ ready (with its startup timeline) over the control channel.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import socket
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from zeroserve.coldstart import ColdStartError, ModelCache, StartupTimeline
-from zeroserve.errors import LoadError, UsageError, ZeroserveError
+from zeroserve.errors import LoadError, OutOfMemory, UsageError, ZeroserveError
 from zeroserve.loader import FoundPredictor
 from zeroserve.local.control import configure_logging, die_with_parent, send_message
 from zeroserve.settings import ServerSettings, Settings
@@ -26,6 +27,7 @@ logger = logging.getLogger("zeroserve")
 WORKER_KEEP_ALIVE_S = 3600  # the activator pools connections; the worker must not drop them
 EXIT_LOAD_FAILED = 3
 EXIT_USAGE = 2
+EXIT_OUT_OF_MEMORY = 4
 
 
 def run_replica(
@@ -66,12 +68,20 @@ def run_replica(
             timeline=timeline.as_dict(),
         )
 
+    server.on_stopping = functools.partial(stopping, control, replica_id)
     try:
         server.serve([model], sock, timeline, on_ready=ready)
     except LoadError as exc:
         send_message(control, event="failed", id=replica_id, error=str(exc))
         return EXIT_LOAD_FAILED
+    except OutOfMemory:
+        return EXIT_OUT_OF_MEMORY
     return 0
+
+
+def stopping(control: socket.socket, replica_id: str, reason: str) -> None:
+    """Tell the activator this worker stops on its own, so no request is routed to it."""
+    send_message(control, event="stopping", id=replica_id, reason=reason)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -117,7 +117,7 @@ def test_head_answers_have_no_body_and_the_connection_goes_on(server: RunningSer
             assert answer.status < 500, path
             connection.request("GET", "/v1/models")
             listing = connection.getresponse()
-            assert json.loads(listing.read())["models"] == ["echo", "held"], path
+            assert "echo" in json.loads(listing.read())["models"], path
     finally:
         connection.close()
     poll(lambda: model_status(server, "echo")["in_flight"] == 0, "HEAD is done", server)

@@ -74,3 +74,41 @@ def test_kill_9_of_the_host_while_a_model_starts_still_answers_the_held_request(
             assert answer.result(timeout=90).json() == {"predictions": [str(gate)]}
     finally:
         server.stop()
+
+
+@pytest.mark.timeout(120)
+def test_a_worker_out_of_memory_is_replaced_before_the_next_request(tmp_path: Path) -> None:
+    server = _start(tmp_path)
+    try:
+        first_pid = predict(server.url, "hungry", ["a"]).json()["predictions"][0]
+        answer = predict(server.url, "hungry", ["oom"])
+        assert answer.status_code == 503
+        assert answer.json()["type"] == "OutOfMemory"
+        assert "retry" in answer.json()["error"]
+        for attempt in range(3):  # every later request is served, by a fresh worker
+            again = predict(server.url, "hungry", [str(attempt)])
+            assert again.status_code == 200, again.text
+            assert again.json()["predictions"][0] != first_pid
+        poll(lambda: not psutil.pid_exists(first_pid), "the old worker exited", server)
+        assert "stops: predict() of model 'hungry' ran out of memory" in server.log()
+    finally:
+        server.stop()
+
+
+@pytest.mark.timeout(120)
+def test_direct_serving_stops_with_an_error_after_running_out_of_memory(tmp_path: Path) -> None:
+    from tests.conftest import FIXTURES, start_server
+
+    server = start_server(FIXTURES / "http" / "hungry.py", tmp_path / "direct.log", "--direct")
+    try:
+        poll(
+            lambda: httpx.get(f"{server.url}/v2/models/hungry/ready").status_code == 200,
+            "ready",
+            server,
+        )
+        answer = predict(server.url, "hungry", ["oom"])
+        assert answer.status_code == 503
+        assert server.process.wait(timeout=60) == 1  # the pod's container restarts
+        assert "ran out of memory" in server.log()
+    finally:
+        server.stop()
