@@ -27,6 +27,7 @@ from zeroserve.errors import (
     LoadError,
     OutOfMemory,
     PredictError,
+    UnencodableResult,
     ZeroserveError,
 )
 from zeroserve.metrics import PrometheusBatchObserver, drift_collector
@@ -126,7 +127,7 @@ class PredictorModel(kserve.Model):  # type: ignore[misc]
     ) -> dict[str, Any] | InferResponse:
         signature = self.declaration.signature
         if isinstance(payload, InferRequest):
-            inputs = {tensor.name: tensor.as_numpy().tolist() for tensor in payload.inputs}
+            inputs = {tensor.name: _tensor_values(tensor) for tensor in payload.inputs}
             result = await self._monitored(signature.bind_v2(inputs, payload.parameters))
             return self._v2_response(payload, result)
         if isinstance(payload, bytes | str):  # a JSON body sent without a JSON content type
@@ -135,11 +136,32 @@ class PredictorModel(kserve.Model):  # type: ignore[misc]
 
     async def _monitored(self, kwargs: dict[str, Any]) -> Any:
         """predict(), with its inputs and outputs counted for drift and output distribution."""
+        instances = kwargs[self.declaration.signature.instances.name]
+        if isinstance(instances, list) and not instances:
+            return []  # no instances, no predictions: predict() is not asked
         if self.monitor.watches_inputs:
-            self.monitor.observe(kwargs[self.declaration.signature.instances.name])
+            self.monitor.observe(instances)
         result = _plain(await self._call(kwargs))
+        self._check_result(result)
         self.monitor.observe_outputs(result)
         return result
+
+    def _check_result(self, result: Any) -> None:
+        """UnencodableResult unless ``result`` fits the declared return type and JSON."""
+        signature = self.declaration.signature
+        reason = signature.check_result(result)
+        if reason is None:
+            try:
+                orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY)
+            except TypeError as exc:  # orjson.JSONEncodeError: a set, an object, a generator
+                reason = str(exc)
+        if reason is not None:
+            raise UnencodableResult(
+                model=self.name,
+                returned=_describe(result),
+                declared=signature.returns_text,
+                reason=reason,
+            )
 
     async def _call(self, kwargs: dict[str, Any]) -> Any:
         if self.batchers is not None:
@@ -209,7 +231,15 @@ class PredictorModel(kserve.Model):  # type: ignore[misc]
         return result
 
     def _v2_response(self, request: InferRequest, result: Any) -> InferResponse:
-        array = np.asarray(result)
+        try:
+            array = np.asarray(result)
+        except ValueError as exc:  # ragged lists
+            raise UnencodableResult(
+                model=self.name,
+                returned=_describe(result),
+                declared=self.declaration.signature.returns_text,
+                reason=f"a v2 tensor must be rectangular ({exc})",
+            ) from None
         if array.dtype.kind in "USO":
             array = array.astype(np.object_)
         try:
@@ -261,6 +291,32 @@ def serving_model(
 
         return openai_model_class()(user_class, declaration, model_dir, timeline=timeline)
     return PredictorModel(user_class, declaration, model_dir, timeline=timeline)
+
+
+def _tensor_values(tensor: Any) -> Any:
+    """A v2 input tensor's data as nested lists; InvalidPayload when its data does not fit its
+    shape and datatype, or holds NaN or infinite numbers (which v1's JSON refuses too)."""
+    try:
+        array = tensor.as_numpy()
+    except (ValueError, OverflowError, TypeError) as exc:
+        raise InvalidPayload(
+            f"inputs[{tensor.name}]: the data does not fit shape {tensor.shape} and datatype "
+            f"{tensor.datatype} ({exc}); send exactly as many values as the shape holds, each "
+            "in the datatype's range"
+        ) from None
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise InvalidPayload(
+            f"inputs[{tensor.name}]: NaN and infinite numbers are not accepted (JSON has none); "
+            "send finite numbers"
+        )
+    return array.tolist()
+
+
+def _describe(result: Any) -> str:
+    """``a set`` / ``a list of 3`` / ``an int``: what predict() returned, without its text."""
+    kind = type(result).__name__
+    size = f" of {len(result)}" if isinstance(result, list | tuple | dict) else ""
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}{size}"
 
 
 def _plain(result: Any) -> Any:

@@ -17,6 +17,7 @@ Hierarchy::
     ├── PredictError          the predictor's own predict() raised (500)
     │   └── OutOfMemory       predict() raised MemoryError: the process is replaced (503)
     ├── BatchResultMismatch   a batched predict() returned a wrong number of results (500)
+    ├── UnencodableResult     predict() returned what cannot be answered as declared (500)
     └── LoadError             the predictor's load() or warmup() raised; the server cannot serve it
 """
 
@@ -160,6 +161,26 @@ class BatchResultMismatch(ZeroserveError):
         self.results = results
 
 
+class UnencodableResult(ZeroserveError):
+    """predict() returned a value that does not fit its declared return type, or that JSON or a
+    v2 tensor cannot carry (a set, a generator, an arbitrary object)."""
+
+    def __init__(self, *, model: str, returned: str, declared: str, reason: str) -> None:
+        super().__init__(
+            f"predict() of model '{model}' returned {returned}, which cannot be sent: {reason} "
+            f"(declared return type: {declared}); return lists, numbers, strings, booleans or "
+            "dicts of them (numpy arrays work too)"
+        )
+        self.model = model
+        self.returned = returned
+        self.declared = declared
+
+    def to_body(self) -> dict[str, Any]:
+        body = super().to_body()
+        body.update(model=self.model, returned=self.returned, declared=self.declared)
+        return body
+
+
 class PredictError(ZeroserveError):
     """The predictor's predict() raised; the original exception is the cause."""
 
@@ -209,6 +230,7 @@ HTTP_STATUS: dict[type[ZeroserveError], int] = {
     ExpectationFailed: 417,
     ModelNotBatched: 409,
     BatchResultMismatch: 500,
+    UnencodableResult: 500,
     PredictError: 500,
     OutOfMemory: 503,
     LoadError: 503,

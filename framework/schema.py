@@ -8,6 +8,7 @@ and a value that does not fit raises :class:`InvalidPayload` naming field, value
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ _EXPECTED = {
     "too_long": "a shorter array",
 }
 _MAX_DETAILS = 10
+MAX_NESTING = 64  # arrays/objects inside each other, where a type hint allows any depth
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,11 @@ class Parameter:
     name: str
     adapter: TypeAdapter[Any]
 
+    @functools.cached_property
+    def any_depth(self) -> bool:
+        """Whether the type admits values nested to any depth (``Any`` somewhere in it)."""
+        return _admits_anything(self.adapter.json_schema())
+
 
 @dataclass(frozen=True)
 class PredictSignature:
@@ -52,6 +59,8 @@ class PredictSignature:
     instances: Parameter
     options: tuple[Parameter, ...]
     is_async: bool
+    returns: TypeAdapter[Any] | None = None  # None: no return hint, or Any
+    returns_text: str = "none"
 
     @classmethod
     def from_method(cls, owner: str, method: Callable[..., Any]) -> PredictSignature:
@@ -83,11 +92,25 @@ class PredictSignature:
                 )
             adapter = TypeAdapter(hints.get(param.name, Any))
             options.append(Parameter(param.name, adapter))
+        returns = hints.get("return", Any)
         return cls(
             instances=Parameter(first.name, TypeAdapter(hints[first.name])),
             options=tuple(options),
             is_async=inspect.iscoroutinefunction(method),
+            returns=None if returns is Any else TypeAdapter(returns),
+            returns_text="none" if returns is Any else _type_text(returns),
         )
+
+    def check_result(self, result: object) -> str | None:
+        """Why ``result`` does not fit the declared return type, or None when it does."""
+        if self.returns is None:
+            return None
+        try:
+            self.returns.validate_python(result)
+        except ValidationError as exc:
+            first = _detail("result", exc.errors()[0])
+            return f"{first['field']}: {first['message']} (got {first['value']!r})"
+        return None
 
     def bind_v1(self, body: object) -> dict[str, Any]:
         """Validate a v1 body ``{"instances": [...], "parameters": {...}}`` into call kwargs."""
@@ -134,6 +157,12 @@ class PredictSignature:
         return kwargs
 
     def _validate(self, parameter: Parameter, value: object, field: str) -> Any:
+        if parameter.any_depth and _deeper_than(value, MAX_NESTING):
+            raise InvalidPayload(
+                f"{field}: arrays or objects are nested more than {MAX_NESTING} levels deep; "
+                "send flatter data",
+                schema=parameter.adapter.json_schema(),
+            )
         try:
             return parameter.adapter.validate_python(value)
         except ValidationError as exc:
@@ -148,6 +177,43 @@ class PredictSignature:
 
 
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+_COMBINATIONS = ("anyOf", "oneOf", "allOf")
+
+
+def _admits_anything(schema: object) -> bool:
+    """Whether a JSON schema has a part that takes any value (``{}`` or ``true``)."""
+    if schema is True:
+        return True
+    if not isinstance(schema, dict):
+        return False
+    if not any(key in schema for key in ("type", "$ref", "enum", "const", *_COMBINATIONS)):
+        return True
+    children: list[object] = [schema.get("items"), schema.get("additionalProperties")]
+    children += list(schema.get("prefixItems", [])) + list(schema.get("properties", {}).values())
+    for key in _COMBINATIONS:
+        children += list(schema.get(key, []))
+    return any(_admits_anything(child) for child in children if child is not None)
+
+
+def _deeper_than(value: object, limit: int) -> bool:
+    """Whether lists and dicts in ``value`` are nested more than ``limit`` levels deep."""
+    stack: list[tuple[list[Any] | dict[Any, Any], int]] = []
+    if isinstance(value, list | dict):
+        stack.append((value, 1))
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, list | dict))
+    return False
+
+
+def _type_text(hint: object) -> str:
+    """``list[int]`` for a type hint, as a user wrote it."""
+    if isinstance(hint, type) and not getattr(hint, "__args__", None):
+        return hint.__name__
+    return str(hint).replace("typing.", "")
 
 
 def _type_hints(owner: str, method: Callable[..., Any]) -> dict[str, Any]:

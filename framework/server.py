@@ -18,7 +18,6 @@ from collections.abc import Callable
 from typing import Any
 
 import uvicorn
-from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from uvicorn.importer import import_from_string
@@ -27,7 +26,6 @@ from zeroserve._kserve import kserve_argv
 from zeroserve.adapter import PredictorModel
 from zeroserve.coldstart import StartupTimeline
 from zeroserve.errors import (
-    InvalidPayload,
     LoadError,
     ModelNotBatched,
     ZeroserveError,
@@ -37,7 +35,7 @@ from zeroserve.events import log_event, trace_id_of
 from zeroserve.metrics import record_error, record_startup
 from zeroserve.middleware import BodySizeLimit, CancelOnDisconnect
 from zeroserve.settings import ServerSettings
-from zeroserve.spec import Batching, describe_validation_error
+from zeroserve.spec import changed_batching
 from zeroserve.tracing import configure_tracing, timeline_spans
 
 with kserve_argv():
@@ -136,13 +134,8 @@ class BatchingRoutes:
         try:
             changes = await request.json()
         except ValueError:
-            raise InvalidPayload("the body must be a JSON object of batching settings") from None
-        if not isinstance(changes, dict):
-            raise InvalidPayload('the body must be a JSON object, e.g. {"max_latency_ms": 2}')
-        try:
-            settings = Batching.model_validate({**batchers.settings.model_dump(), **changes})
-        except ValidationError as exc:
-            raise InvalidPayload(f"batching: {describe_validation_error(exc)}") from None
+            changes = None  # refused below, as every body that is not a JSON object
+        settings = changed_batching(batchers.settings, changes)
         batchers.update(settings)
         logger.info("model '%s' batching is now %s", name, settings.model_dump())
         return await self.read(name)
@@ -232,6 +225,12 @@ class LocalModelServer(ModelServer):  # type: ignore[misc]
 
     def _extend_app(self, app: Any, models: list[PredictorModel]) -> None:
         """zeroserve's error answers, routes and middleware on KServe's FastAPI app."""
+        # KServe's model-repository routes load and unload models by name: any client could
+        # unload a pod's only model while readiness still said ready. A zeroserve server serves
+        # the models it was started with, so they are not offered.
+        app.router.routes[:] = [
+            route for route in app.router.routes if "/repository/" not in getattr(route, "path", "")
+        ]
         app.add_exception_handler(ZeroserveError, zeroserve_error_response)
         app.add_exception_handler(ModelNotReady, model_not_ready_response)
         BatchingRoutes(self.registered_models).install(app)

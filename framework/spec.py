@@ -14,7 +14,7 @@ from pydantic import (
     model_validator,
 )
 
-from zeroserve.errors import SpecError
+from zeroserve.errors import InvalidPayload, SpecError
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS_LABEL_MAX = 63
@@ -23,6 +23,8 @@ QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?([eE][0-9]+|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 PositiveInt = Annotated[int, Field(gt=0)]
+MAX_BATCH_SIZE = 65536
+MAX_LATENCY_MS = 60_000.0  # a minute: longer is a queue, not a batch
 NonNegativeInt = Annotated[int, Field(ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
@@ -40,8 +42,8 @@ class Batching(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    max_batch_size: PositiveInt = 32
-    max_latency_ms: NonNegativeFloat = 5.0
+    max_batch_size: Annotated[int, Field(gt=0, le=MAX_BATCH_SIZE)] = 32
+    max_latency_ms: Annotated[float, Field(ge=0, le=MAX_LATENCY_MS, allow_inf_nan=False)] = 5.0
     split: bool = True
 
 
@@ -169,17 +171,31 @@ def build_spec(owner: str, fields: dict[str, Any]) -> PredictorSpec:
         raise SpecError(f"@predictor on {owner}: {describe_validation_error(exc)}") from None
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    """One readable sentence per problem: the key, the value given, and what is accepted."""
+def describe_validation_error(exc: ValidationError, model: type[BaseModel] | None = None) -> str:
+    """One readable sentence per problem: the key, the value given, and what is accepted
+    (the fields of ``model``, by default the decorator's arguments)."""
     problems = []
     for error in exc.errors():
         key = ".".join(str(part) for part in error["loc"]) or "arguments"
         message = str(error["msg"]).removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
-            accepted = ", ".join(PredictorSpec.model_fields)
+            accepted = ", ".join((model or PredictorSpec).model_fields)
             problems.append(f"unknown argument '{key}'; accepted arguments are: {accepted}")
         elif "input" in error and error["type"] != "missing" and key != "arguments":
             problems.append(f"{key}={error['input']!r} is invalid: {message}")
         else:
             problems.append(message)
     return "; ".join(problems)
+
+
+def changed_batching(current: Batching, changes: object) -> Batching:
+    """``current`` with a client's changes merged in; InvalidPayload naming what is wrong.
+    The one check of a batching change, wherever it arrives (activator or server)."""
+    if not isinstance(changes, dict):
+        raise InvalidPayload(
+            'batching: the body must be a JSON object of settings, e.g. {"max_latency_ms": 2}'
+        )
+    try:
+        return Batching.model_validate({**current.model_dump(), **changes})
+    except ValidationError as exc:
+        raise InvalidPayload(f"batching: {describe_validation_error(exc, Batching)}") from None

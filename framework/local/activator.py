@@ -16,10 +16,9 @@ import socket
 from typing import Any
 
 import orjson
-from pydantic import ValidationError
 
 from zeroserve import __version__
-from zeroserve.errors import UsageError, openai_error_body
+from zeroserve.errors import InvalidPayload, ModelNotBatched, UsageError, openai_error_body
 from zeroserve.local.background import Background
 from zeroserve.local.host import ModelHost
 from zeroserve.local.lifecycle import ModelState
@@ -29,7 +28,7 @@ from zeroserve.local.upstream import ReplicaState
 from zeroserve.local.wire import ClientConnection, Request, sweep_timeouts
 from zeroserve.metrics import record_startup
 from zeroserve.settings import LocalSettings, ServerSettings
-from zeroserve.spec import Batching, describe_validation_error
+from zeroserve.spec import Batching, changed_batching
 from zeroserve.tracing import configure_tracing
 
 logger = logging.getLogger("zeroserve")
@@ -180,28 +179,43 @@ class Activator:
         client.respond(200 if ready else 503, body)
 
     def _batching(self, name: str, request: Request, client: ClientConnection) -> None:
+        """GET: a running replica's settings and queue (the stored settings at zero). PUT:
+        checked once here, kept for replicas started later, sent to each running one once."""
         pool = self.pools.get(name)
-        if pool is not None and request.method == b"PUT" and pool.spec.get("batching"):
-            current = pool.options.get("batching") or pool.spec["batching"]
+        if pool is None:
+            client.respond(404, self._not_found(name))
+            return
+        if not pool.spec.get("batching"):
+            client.respond(409, ModelNotBatched(model=name).to_body())
+            return
+        current = Batching.model_validate(pool.options.get("batching") or pool.spec["batching"])
+        if request.method == b"GET" and pool.least_loaded() is not None:
+            self._forward(name, request, client)
+        elif request.method in (b"GET", b"HEAD"):
+            at_zero = {"model": name, "batching": current.model_dump(), "queued_instances": 0}
+            client.respond(200, {**at_zero, "replicas": 0})
+        elif request.method != b"PUT":
+            client.respond(405, {"error": "use GET or PUT", "type": "MethodNotAllowed"})
+        else:
             try:
-                changes = orjson.loads(request.body)
-                merged = Batching.model_validate({**current, **changes})
-            except (orjson.JSONDecodeError, TypeError, ValidationError) as exc:
-                reason = (
-                    describe_validation_error(exc)
-                    if isinstance(exc, ValidationError)
-                    else "the body must be a JSON object of batching settings"
-                )
-                client.respond(400, {"error": f"batching: {reason}", "type": "InvalidPayload"})
+                changed = changed_batching(current, orjson.loads(request.body))
+            except orjson.JSONDecodeError:
+                changed = None
+            except InvalidPayload as exc:
+                client.respond(400, exc.to_body())
                 return
-            pool.options["batching"] = merged.model_dump()  # workers started later get it too
-            self.background.keep(self._push_batching(pool, bytes(request.body)))
-        self._forward(name, request, client)
+            if changed is None:
+                client.respond(400, InvalidPayload("batching: the body is not JSON").to_body())
+                return
+            pool.options["batching"] = changed.model_dump()  # replicas started later get it
+            task = self.background.keep(self._push_batching(pool, changed, client))
+            client.on_lost = task.cancel
 
-    async def _push_batching(self, pool: ModelPool, body: bytes) -> None:
-        """Every running replica gets a batching change, not only the one that answers it."""
+    async def _push_batching(self, pool: ModelPool, changed: Batching, client: Any) -> None:
+        """Send a batching change to every running replica once, then answer the client."""
         import httpx
 
+        body = orjson.dumps(changed.model_dump())
         ports = [r.port for r in pool.replicas.values() if r.state is ReplicaState.READY]
         async with httpx.AsyncClient(timeout=10) as http:
             for port in ports:
@@ -210,6 +224,9 @@ class Activator:
                     await http.put(url, content=body)
                 except httpx.TransportError as exc:  # a replica that is stopping
                     logger.warning("batching change not delivered to port %s: %s", port, exc)
+        logger.info("model '%s' batching is now %s", pool.name, changed.model_dump())
+        answer = {"model": pool.name, "batching": changed.model_dump(), "replicas": len(ports)}
+        client.respond(200, answer)
 
     def _openai(self, request: Request, client: ClientConnection) -> None:
         """Route an OpenAI request by its body's "model" (the only one when it names none);

@@ -103,7 +103,7 @@ def test_settings_can_be_read_and_changed_while_serving(batching_server: Running
     ("model", "body", "status", "needle"),
     [
         ("recorder", {"max_batch_size": 0}, 400, "max_batch_size=0 is invalid"),
-        ("recorder", {"max_batch": 3}, 400, "unknown argument 'max_batch'"),
+        ("recorder", {"max_batch": 3}, 400, "max_batch_size, max_latency_ms, split"),
         ("recorder", [1], 400, "must be a JSON object"),
         ("nope", {"max_batch_size": 2}, 404, "nope"),
     ],
@@ -200,3 +200,71 @@ def test_v2_tensors_are_batched_along_the_first_dimension(batching_server: Runni
     for index, response in enumerate(concurrently(6, ask)):
         assert response.status_code == 200, response.text
         assert response.json()["outputs"][0]["data"] == [index + 1, index * 10 + 1]
+
+
+@pytest.fixture(scope="module")
+def batching_direct(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The batching fixtures in one process, as a pod serves them."""
+    from tests.conftest import FIXTURES, start_server, wait_ready
+
+    log = tmp_path_factory.mktemp("log") / "direct.log"
+    server = start_server(FIXTURES / "batching", log, "--direct")
+    wait_ready(server, "recorder")
+    yield server
+    server.stop()
+
+
+NONSENSE = [
+    b'{"max_latency_ms": Infinity}',
+    b'{"max_latency_ms": 1e400}',
+    b'{"max_latency_ms": NaN}',
+    b'{"max_latency_ms": 86400000}',
+    b'{"max_batch_size": 1' + b"0" * 400 + b"}",
+    b'{"max_batch_size": 100000000}',
+    b"not json",
+]
+
+
+@pytest.mark.parametrize("body", NONSENSE, ids=range(len(NONSENSE)))
+@pytest.mark.parametrize("where", ["activator", "direct"])
+def test_nonsense_batching_settings_are_400_and_change_nothing(
+    request: pytest.FixtureRequest, where: str, body: bytes
+) -> None:
+    server = request.getfixturevalue(
+        "batching_server" if where == "activator" else "batching_direct"
+    )
+    url = settings_url(server, "recorder")
+    response = httpx.put(url, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert response.json()["type"] == "InvalidPayload"
+    after = httpx.get(url)
+    assert after.status_code == 200
+    assert after.json()["batching"] == {"max_batch_size": 8, "max_latency_ms": 50.0, "split": True}
+    assert v1(server, "recorder", {"instances": ["x"]}).status_code == 200
+
+
+def test_a_change_for_a_model_at_zero_is_kept_for_its_next_start(tmp_path: Path) -> None:
+    from tests.conftest import FIXTURES, start_server
+    from tests.integration.test_activator import model_status
+
+    server = start_server(FIXTURES / "batching", tmp_path / "activator.log")
+    try:
+        url = settings_url(server, "recorder")
+        changed = httpx.put(url, json={"max_batch_size": 3})
+        assert changed.json() == {
+            "model": "recorder",
+            "batching": {"max_batch_size": 3, "max_latency_ms": 50.0, "split": True},
+            "replicas": 0,
+        }
+        assert model_status(server, "recorder")["state"] == "zero"  # no cold start for it
+        assert v1(server, "recorder", {"instances": ["a"]}).status_code == 200
+        assert httpx.get(url).json()["batching"]["max_batch_size"] == 3  # the worker's own
+        again = httpx.put(url, json={"max_latency_ms": 7})
+        assert again.json()["replicas"] == 1
+        assert httpx.get(url).json()["batching"] == {
+            "max_batch_size": 3,
+            "max_latency_ms": 7.0,
+            "split": True,
+        }
+    finally:
+        server.stop()

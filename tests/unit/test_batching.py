@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from zeroserve import Batching
 from zeroserve.batching import Batcher, DispatchReason
 from zeroserve.errors import BatchResultMismatch, BatchTooLarge
+from zeroserve.spec import MAX_LATENCY_MS
 
-NEVER_MS = 10**9  # a latency bound that never expires: only a full batch dispatches
+NEVER_MS = MAX_LATENCY_MS  # the longest latency bound allowed: never reached here
 
 
 class Recorder:

@@ -48,7 +48,8 @@ def test_json_response_is_valid_http() -> None:
 
 
 def test_exit_descriptions_name_the_likely_cause() -> None:
-    assert describe_exit(3) == "exit code 3"
+    assert describe_exit(3) == "exit code 3 (load() or warmup() raised)"
+    assert describe_exit(9) == "exit code 9"
     assert "out of memory" in describe_exit(-9)
     assert "SIGSEGV" in describe_exit(-11)
     assert "unknown" in describe_exit(None)
