@@ -140,6 +140,8 @@ def build_command(target: str, output: Path | None) -> None:
 
     found = find_predictors(target)
     destination = output or Path("build") / found[0].name
+    if destination.exists() and not destination.is_dir():
+        raise UsageError(f"{destination} is a file; pass --output with an empty folder")
     if destination.exists() and any(destination.iterdir()):
         raise UsageError(f"{destination} is not empty; pass --output with an empty folder")
     destination.parent.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ code gives the same digest, wherever it is built.
 
 from __future__ import annotations
 
+import fnmatch
 import importlib.metadata
 import json
 import re
@@ -20,6 +21,9 @@ from zeroserve.loader import FoundPredictor
 SPEC_FILE = "zeroserve-spec.json"
 LOCK_FILE = "requirements.lock"
 SKIPPED = {"__pycache__", ".git", ".venv", "venv", ".tox", ".mypy_cache", ".pytest_cache"}
+# Credentials by convention: never shipped, whatever .zeroserveignore says.
+SECRETS = (".env", ".env.*", ".netrc", ".pypirc", ".git-credentials", "*.pem", "id_rsa*")
+IGNORE_FILE = ".zeroserveignore"
 REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
@@ -33,11 +37,13 @@ def stage(found: list[FoundPredictor], destination: Path) -> Path:
     if len(sources) != 1:
         raise UsageError("package predictors from one folder at a time")
     (source,) = sources
+    refuse_links_out(source)
+    patterns = ignore_patterns(source)
     shutil.copytree(
         source,
         destination,
-        ignore=lambda _dir, names: [
-            name for name in names if name in SKIPPED or name.endswith((".pyc", ".partial"))
+        ignore=lambda folder, names: [
+            name for name in names if _left_out(Path(folder) / name, source, patterns)
         ],
     )
     specs = {
@@ -53,6 +59,44 @@ def stage(found: list[FoundPredictor], destination: Path) -> Path:
     if requirements.is_file():
         (destination / LOCK_FILE).write_text(lock_requirements(requirements))
     return destination
+
+
+def refuse_links_out(source: Path) -> None:
+    """UsageError for a symlink under ``source`` that points outside it (as ``push`` refuses):
+    copying it would ship whatever it points to."""
+    root = source.resolve()
+    for path in source.rglob("*"):
+        if path.is_symlink() and not path.resolve().is_relative_to(root):
+            raise UsageError(
+                f"{path} is a symlink to {path.resolve()}, outside {source}; copy the file into "
+                f"the folder, or list it in {IGNORE_FILE} to leave it out"
+            )
+
+
+def ignore_patterns(source: Path) -> list[str]:
+    """The folder's ``.zeroserveignore`` lines (gitignore-like globs; # starts a comment)."""
+    ignore_file = source / IGNORE_FILE
+    if not ignore_file.is_file():
+        return []
+    lines = (line.split("#", 1)[0].strip() for line in ignore_file.read_text().splitlines())
+    return [line for line in lines if line]
+
+
+def _left_out(path: Path, source: Path, patterns: list[str]) -> bool:
+    name = path.name
+    if name in SKIPPED or name.endswith((".pyc", ".partial")) or name == IGNORE_FILE:
+        return True
+    if any(fnmatch.fnmatch(name, secret) for secret in SECRETS):
+        return True
+    relative = path.relative_to(source).as_posix()
+    for pattern in patterns:
+        if pattern.endswith("/") and not path.is_dir():
+            continue
+        glob = pattern.strip("/")
+        anchored = "/" in pattern.rstrip("/")  # foo/bar or /foo: from the folder's top
+        if fnmatch.fnmatch(relative if anchored else name, glob):
+            return True
+    return False
 
 
 def lock_requirements(requirements: Path) -> str:
