@@ -90,8 +90,9 @@ def boto3_baseline(bucket: str, target: Path, *, ranged: bool) -> float:
     return elapsed
 
 
-def fill_and_hit(reference: str, cache_root: Path) -> tuple[float, float, int]:
-    """(cold fill seconds, warm hit milliseconds, bytes fetched on the hit)."""
+def fill_and_hit(reference: str, cache_root: Path) -> tuple[float, float, int, float]:
+    """(cold fill seconds, warm hit milliseconds, bytes fetched on the hit, milliseconds of the
+    first hit after a boot, which rehashes every byte before handing the folder out)."""
     from zeroserve.coldstart import ModelCache, resolve
 
     cache = ModelCache(cache_root, 4 * FILES * FILE_BYTES)
@@ -106,7 +107,15 @@ def fill_and_hit(reference: str, cache_root: Path) -> tuple[float, float, int]:
         hits.append(1000 * (time.perf_counter() - started))
         fetched = lease.fetched_bytes
         lease.release()
-    return fill, statistics.median(hits), fetched
+    (meta_path,) = (cache_root / "meta").glob("*.json")
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "verified_boot": "an earlier boot"}))
+    started = time.perf_counter()
+    lease = cache.materialize(artifact)
+    after_boot_ms = 1000 * (time.perf_counter() - started)
+    assert lease.hit, "the rehash after a boot must find the entry intact"
+    lease.release()
+    return fill, statistics.median(hits), fetched, after_boot_ms
 
 
 def iris_starts(bucket: str, scratch: Path, env: dict[str, str]) -> dict[str, float]:
@@ -192,7 +201,7 @@ def main() -> dict[str, object]:
             reference = upload_big_model(bucket, scratch)
             ranged = boto3_baseline(bucket, scratch / "ranged", ranged=True)
             whole = boto3_baseline(bucket, scratch / "whole", ranged=False)
-            fill, hit_ms, hit_bytes = fill_and_hit(reference, scratch / "cache")
+            fill, hit_ms, hit_bytes, after_boot_ms = fill_and_hit(reference, scratch / "cache")
             starts = iris_starts(bucket, scratch, env)
     total_mb = FILES * FILE_BYTES / 1e6
     fill_ratio = ranged / fill
@@ -202,6 +211,7 @@ def main() -> dict[str, object]:
         f"threads: {total_mb / whole:.0f} MB/s ({whole:.2f} s)"
     )
     print(f"warm hit: {hit_ms:.2f} ms, {hit_bytes} bytes fetched")
+    print(f"first hit after a boot (rehash of 1 GiB): {after_boot_ms:.0f} ms")
     print(
         f"iris time to ready: cold cache {starts['cold_cache']} s, warm cache "
         f"{starts['warm_cache']} s, floor (import sklearn + joblib.load) {starts['floor']} s"
@@ -219,6 +229,8 @@ def main() -> dict[str, object]:
         "warm_hit_ms": round(hit_ms, 2),
         "warm_hit_goal_ms": HIT_GOAL_MS,
         "warm_hit_bytes_fetched": hit_bytes,
+        "first_hit_after_boot_ms": round(after_boot_ms, 1),
+        "rehash_mb_per_s": round(total_mb / (after_boot_ms / 1000), 1),
         "iris_ready_s": starts,
     }
 

@@ -3,16 +3,21 @@
 Layout under the cache root (a ReadWriteMany PVC in a cluster, ``~/.cache/zeroserve`` locally)::
 
     entries/<hex>/      published entries: complete, verified files, never written again
-    meta/<hex>.json     per entry: manifest, computed hashes, file sizes and mtimes; its mtime
-                        is the entry's last use (LRU)
+    meta/<hex>.json     per entry: manifest, computed hashes, file sizes, mtimes and ctimes,
+                        the boot it was last verified in; its mtime is the entry's last use (LRU)
     locks/<hex>.lock    fill lock: one process fills an entry, the others wait for it
     leases/<hex>.lease  reader leases: each holder keeps a shared lock; eviction needs exclusive
     partial/<hex>/      a fill in progress; a later filler resumes it
     cache.lock          serializes eviction decisions
 
 An entry appears only by the atomic rename of a verified, fsynced folder, so readers never see
-partial data. Locks are ``flock`` locks held on open files: the kernel drops them when their
-holder dies, so a lease or fill lock of a killed process expires by itself. The filesystem must
+partial data. What a lease hands to ``load()`` is checked on every hit by size, mtime and ctime
+(a write moves the ctime, and restoring the mtime moves it again), and rehashed in full on its
+first use after each boot (which finds what changed below the filesystem, or while it was not
+mounted here); an entry that fails either check is removed and fetched again.
+
+Locks are ``flock`` locks held on open files: the kernel drops them when their holder dies, so a
+lease or fill lock of a killed process expires by itself. The filesystem must
 support ``flock`` across its clients: local filesystems, NFSv4 (Linux emulates flock with NFS
 byte-range locks) and CephFS do; NFSv3 without lockd and most FUSE object-store mounts do not.
 """
@@ -21,11 +26,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -137,12 +144,26 @@ class ModelCache:
         if not path.is_dir() or meta is None:  # evicted before our lease was taken
             handle.close()
             return None
-        if not _stats_match(path, meta):
+        if not _stats_match(path, meta) or not self._verified_this_boot(digest, path, meta):
             handle.close()
             self._quarantine(digest)
             return None
         os.utime(self._meta_path(digest))
         return Lease(path, digest, handle, hit=True, fetched=0)
+
+    def _verified_this_boot(self, digest: str, path: Path, meta: dict[str, Any]) -> bool:
+        """Rehash the entry once per boot of this machine (its fill counts); record it."""
+        boot = boot_id()
+        if meta.get("verified_boot") == boot:
+            return True
+        expected: dict[str, str] = meta["sha256"]
+        with ThreadPoolExecutor(min(8, max(len(expected), 1))) as pool:
+            computed = pool.map(hash_file, (path / relative for relative in expected))
+            hashes = dict(zip(expected, computed, strict=True))
+        if hashes != expected:
+            return False
+        self._replace_meta(digest, {**meta, "verified_boot": boot})
+        return True
 
     def _fill(self, artifact: ResolvedArtifact, progress: Progress | None) -> int:
         digest = artifact.digest
@@ -175,7 +196,11 @@ class ModelCache:
             "sha256": hashes,
             "stats": stats,
             "size": manifest.total_bytes,
+            "verified_boot": boot_id(),  # the fill hashed every byte it wrote
         }
+        self._replace_meta(digest, body)
+
+    def _replace_meta(self, digest: str, body: dict[str, Any]) -> None:
         temporary = self._meta_path(digest).with_suffix(f".{uuid.uuid4().hex}.tmp")
         with temporary.open("w") as stream:
             json.dump(body, stream)
@@ -302,15 +327,25 @@ def _hex(digest: str) -> str:
 
 def _stat_of(path: Path) -> list[int]:
     stat = path.stat()
-    return [stat.st_size, stat.st_mtime_ns]
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
 
 
 def _stats_match(folder: Path, meta: dict[str, Any]) -> bool:
-    """The lease check: every file still has the size and mtime it was published with."""
+    """The lease check: every file still has the size, mtime and ctime it was published with
+    (entries published before ctimes were recorded compare size and mtime)."""
     for relative, expected in meta["stats"].items():
         try:
-            if _stat_of(folder / relative) != list(expected):
+            if _stat_of(folder / relative)[: len(expected)] != list(expected):
                 return False
         except FileNotFoundError:
             return False
     return True
+
+
+@functools.cache
+def boot_id() -> str:
+    """This machine's boot (Linux); elsewhere one per process, so each process rehashes once."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return f"process-{os.getpid()}-{uuid.uuid4().hex}"

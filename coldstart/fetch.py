@@ -71,8 +71,15 @@ def _fetch_whole(store: ObjectStore, entry: FileEntry, root: Path, report: Progr
         while written < entry.size:
             try:
                 with contextlib.closing(store.open_range(entry.path, start=written)) as stream:
-                    _copy(stream, sink, hasher, report, limit=entry.size - written)
-            except (ArtifactNotFound, StoreAccessError):
+                    copied = _copy(stream, sink, hasher, report, limit=entry.size - written)
+                if copied == 0:  # the object ends here: no retry makes it longer
+                    target.unlink(missing_ok=True)
+                    raise IntegrityError(
+                        f"{entry.path}: the stored object ends after {written} bytes but the "
+                        f"manifest says {entry.size}: it was truncated or replaced after it was "
+                        "pushed; push the model again"
+                    )
+            except (ArtifactNotFound, StoreAccessError, IntegrityError):
                 raise
             except OSError as exc:
                 if exc.errno == errno.ENOSPC:  # not transient: retrying cannot help
@@ -120,11 +127,20 @@ def _read_part(store: ObjectStore, entry: FileEntry, start: int) -> bytes:
         try:
             with contextlib.closing(store.open_range(entry.path, start=start, end=end)) as stream:
                 return _read_exactly(stream, end - start)
-        except (ArtifactNotFound, StoreAccessError):
+        except (ArtifactNotFound, StoreAccessError, IntegrityError):
             raise
+        except _EndOfObject as exc:
+            raise IntegrityError(
+                f"{entry.path}: the stored object ends before byte {end} ({exc}); the manifest "
+                f"says {entry.size} bytes: it was truncated or replaced; push the model again"
+            ) from None
         except Exception as exc:
             attempt += 1
             _backoff(entry, attempt, exc)
+
+
+class _EndOfObject(Exception):
+    """A part's stream ended cleanly before the part did: the object is shorter."""
 
 
 def _read_exactly(stream: BinaryIO, size: int) -> bytes:
@@ -132,8 +148,8 @@ def _read_exactly(stream: BinaryIO, size: int) -> bytes:
     remaining = size
     while remaining > 0:
         chunk = stream.read(min(CHUNK, remaining))
-        if not chunk:
-            raise OSError(f"stream ended {remaining} bytes early")
+        if not chunk:  # a broken transfer raises; a clean end means the object is shorter
+            raise _EndOfObject(f"the part ended {remaining} bytes early")
         chunks.append(chunk)
         remaining -= len(chunk)
     return b"".join(chunks)
@@ -185,7 +201,8 @@ def _disk_error(target: Path, exc: OSError) -> ColdStartError:
     return ColdStartError(f"writing {target}: {exc}")
 
 
-def _copy(stream: BinaryIO, sink: BinaryIO, hasher: Any, report: Progress, *, limit: int) -> None:
+def _copy(stream: BinaryIO, sink: BinaryIO, hasher: Any, report: Progress, *, limit: int) -> int:
+    """Copy up to ``limit`` bytes (fewer if the stream ends); return how many."""
     copied = 0
     while copied < limit:
         chunk = stream.read(min(CHUNK, limit - copied))
@@ -195,6 +212,7 @@ def _copy(stream: BinaryIO, sink: BinaryIO, hasher: Any, report: Progress, *, li
         hasher.update(chunk)
         report(len(chunk))
         copied += len(chunk)
+    return copied
 
 
 def _write(sink: BinaryIO, data: bytes) -> None:

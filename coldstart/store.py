@@ -14,7 +14,12 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 from urllib.parse import urlparse
 
-from zeroserve.coldstart.errors import ArtifactNotFound, ColdStartError, StoreAccessError
+from zeroserve.coldstart.errors import (
+    ArtifactNotFound,
+    ColdStartError,
+    IntegrityError,
+    StoreAccessError,
+)
 
 
 @dataclass(frozen=True)
@@ -240,12 +245,22 @@ def translated(where: str) -> Iterator[None]:
     except PermissionError:
         raise StoreAccessError(f"{where}: permission denied") from None
     except Exception as exc:
+        if not type(exc).__module__.startswith(_STORE_CLIENTS):
+            raise  # not the store's answer: a bug to see with its traceback
         raise _translate_boto(where, exc) from None
+
+
+_STORE_CLIENTS = ("botocore", "boto3", "s3transfer", "urllib3", "aiobotocore", "s3fs", "fsspec")
 
 
 _BOTO_CODES = {
     "NoSuchBucket": (ArtifactNotFound, "the bucket does not exist; check the URI"),
     "NoSuchKey": (ArtifactNotFound, "no such object; check the URI and version"),
+    "InvalidRange": (
+        IntegrityError,
+        "the object is shorter than its manifest says: it was truncated or replaced after it "
+        "was pushed; push the model again",
+    ),
     "404": (ArtifactNotFound, "no such object; check the URI and version"),
     "AccessDenied": (
         StoreAccessError,

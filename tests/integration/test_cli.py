@@ -172,3 +172,26 @@ def test_cache_commands(tmp_path: Path) -> None:
     missing = zeroserve(*cache, "warm", f"{repository}/m@v2")
     assert missing.returncode == 3
     assert "no version v2" in missing.stderr
+
+
+@pytest.mark.timeout(60)
+def test_cache_warm_of_a_repository_file_shorter_than_its_manifest_exits_5(
+    tmp_path: Path,
+) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "weights.bin").write_bytes(b"w" * 5000)
+    repository = tmp_path / "repo"
+    assert (
+        zeroserve("push", str(model), str(repository), "--name", "m", "--version", "v1").returncode
+        == 0
+    )
+    (stored,) = (p for p in repository.rglob("weights.bin"))
+    stored.write_bytes(b"w" * 3000)  # truncated after the push
+    for uri in (str(repository), f"file://{repository}"):
+        cache = ("cache", "--cache", str(tmp_path / f"cache-{len(uri)}"))
+        warmed = zeroserve(*cache, "warm", f"{uri}/m@v1", timeout=30)
+        assert warmed.returncode == 5, warmed.stderr
+        assert "ends after 3000 bytes" in warmed.stderr
+        assert "Traceback" not in warmed.stderr
+        assert not list((tmp_path / f"cache-{len(uri)}" / "entries").iterdir())

@@ -226,3 +226,30 @@ def test_serve_loads_an_s3_model_through_the_cache(moto_s3: MotoS3, tmp_path: Pa
         ]
         assert lookups == {("hit" if attempt == "warm" else "miss", 1.0)}
         assert (fetched[0] > 0) == (attempt == "cold")
+
+
+@pytest.mark.timeout(120)
+def test_an_s3_object_shorter_than_its_manifest_is_an_integrity_error(
+    moto_s3: MotoS3, tmp_path: Path
+) -> None:
+    bucket = moto_s3.new_bucket()
+    cli_push(moto_s3, str(model_folder(tmp_path)), f"s3://{bucket}/models", "iris")
+    client = moto_s3.client()
+    (key,) = (
+        item["Key"]
+        for item in client.list_objects_v2(Bucket=bucket)["Contents"]
+        if item["Key"].endswith("part1.bin")
+    )
+    client.put_object(Bucket=bucket, Key=key, Body=b"\x01" * 1000)  # truncated after the push
+    warmed = subprocess.run(
+        [sys.executable, "-m", "zeroserve", "cache", "--cache", str(tmp_path / "cache")]
+        + ["warm", f"s3://{bucket}/models/iris@v1"],
+        env=moto_s3.env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert warmed.returncode == 5, warmed.stderr  # integrity, not access
+    assert "part1.bin" in warmed.stderr
+    assert "truncated or replaced" in warmed.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from zeroserve.coldstart import CacheFull, ModelCache, push, resolve
+from zeroserve.coldstart.cache import _stat_of, boot_id
 from zeroserve.coldstart.manifest import ArtifactManifest, FileEntry
 
 
@@ -47,6 +49,47 @@ def test_lease_check_catches_a_modified_file_and_refetches(tmp_path: Path) -> No
     with cache.materialize(artifact) as again:
         assert not again.hit  # the lease check saw it and the entry was refetched
         assert (again.path / "w1.bin").read_bytes() == original
+
+
+def test_same_size_bytes_changed_with_the_mtime_restored_are_not_served(tmp_path: Path) -> None:
+    cache = ModelCache(tmp_path / "cache", 10**7)
+    artifact = resolve(pushed(tmp_path, "a"))
+    with cache.materialize(artifact) as lease:
+        target = lease.path / "w0.bin"
+        original = target.read_bytes()
+    stat = target.stat()
+    target.write_bytes(bytes([original[0] ^ 0xFF]) + original[1:])
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # size and mtime as published
+    with cache.materialize(artifact) as again:
+        assert not again.hit  # the ctime moved: removed and fetched again
+        assert (again.path / "w0.bin").read_bytes() == original
+
+
+def test_an_entry_is_rehashed_on_its_first_use_after_a_boot(tmp_path: Path) -> None:
+    cache = ModelCache(tmp_path / "cache", 10**7)
+    artifact = resolve(pushed(tmp_path, "a"))
+    with cache.materialize(artifact) as lease:
+        target = lease.path / "w1.bin"
+        original = target.read_bytes()
+    meta_path = cache.root / "meta" / (artifact.digest.removeprefix("sha256:") + ".json")
+
+    def as_if_rebooted(corrupt: bool) -> None:
+        """What another boot would find: bytes changed below the filesystem, stats as before."""
+        if corrupt:
+            target.write_bytes(b"\0" * len(original))
+        meta = json.loads(meta_path.read_text())
+        meta["stats"]["w1.bin"] = _stat_of(target)
+        meta["verified_boot"] = "an earlier boot"
+        meta_path.write_text(json.dumps(meta))
+
+    as_if_rebooted(corrupt=False)
+    with cache.materialize(artifact) as intact:
+        assert intact.hit  # rehashed, found intact, marked verified for this boot
+    assert json.loads(meta_path.read_text())["verified_boot"] == boot_id()
+    as_if_rebooted(corrupt=True)
+    with cache.materialize(artifact) as refetched:
+        assert not refetched.hit
+        assert (refetched.path / "w1.bin").read_bytes() == original
 
 
 def test_verify_catches_same_size_corruption(tmp_path: Path) -> None:
