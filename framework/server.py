@@ -32,6 +32,7 @@ from zeroserve.errors import (
     http_status_for,
 )
 from zeroserve.events import log_event, trace_id_of
+from zeroserve.guarded_http import guarded_protocol
 from zeroserve.metrics import record_error, record_startup
 from zeroserve.middleware import BodySizeLimit, CancelOnDisconnect
 from zeroserve.settings import ServerSettings
@@ -54,6 +55,14 @@ async def zeroserve_error_response(request: Request, exc: Exception) -> JSONResp
     status = http_status_for(exc)
     _error_seen(request, status, type(exc).__name__, str(exc))
     return JSONResponse(exc.to_body(), status_code=status)
+
+
+async def not_implemented_response(request: Request, exc: Exception) -> JSONResponse:
+    """KServe raises NotImplementedError for what a request asks of it and it lacks (a model
+    version): the client can fix that, so 404 with a JSON body, not 501."""
+    message = f"{exc}; this server keeps one version of each model: leave the version out"
+    _error_seen(request, 404, "NotSupported", message)
+    return JSONResponse({"error": message, "type": "NotSupported"}, status_code=404)
 
 
 async def model_not_ready_response(request: Request, exc: Exception) -> JSONResponse:
@@ -155,12 +164,12 @@ def import_serving_dependencies() -> None:
 class LocalModelServer(ModelServer):  # type: ignore[misc]
     """``kserve.ModelServer`` serving zeroserve predictors on a socket zeroserve bound."""
 
-    def __init__(self, settings: ServerSettings, timeout_keep_alive: int = 65) -> None:
+    def __init__(self, settings: ServerSettings, timeout_keep_alive: int | None = None) -> None:
         super().__init__(
             http_port=settings.port,
             enable_grpc=False,
             enable_docs_url=True,
-            timeout_keep_alive=timeout_keep_alive,
+            timeout_keep_alive=timeout_keep_alive or max(1, round(settings.keep_alive_timeout)),
         )
         self.settings = settings
         self.on_ready: Callable[[], None] | None = None
@@ -199,6 +208,7 @@ class LocalModelServer(ModelServer):  # type: ignore[misc]
         self._extend_app(import_from_string(FASTAPI_APP_IMPORT_STRING), models)
         rest.config.host = self.settings.host
         rest.config.access_log = self.settings.access_log
+        rest.config.http = guarded_protocol(self.settings)  # head size and time limits
         self._http = uvicorn.Server(rest.config)
         # uvicorn re-raises SIGINT/SIGTERM once it has drained; a stop by signal is a clean exit.
         previous = {sig: signal.signal(sig, _note_signal) for sig in STOP_SIGNALS}
@@ -233,6 +243,7 @@ class LocalModelServer(ModelServer):  # type: ignore[misc]
         ]
         app.add_exception_handler(ZeroserveError, zeroserve_error_response)
         app.add_exception_handler(ModelNotReady, model_not_ready_response)
+        app.add_exception_handler(NotImplementedError, not_implemented_response)
         BatchingRoutes(self.registered_models).install(app)
         if any(model.declaration.openai for model in models):
             from zeroserve.openai_routes import install_openai_errors

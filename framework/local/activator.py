@@ -74,6 +74,7 @@ class Activator:
         record_startup(self.hello["timeline"], [model["name"] for model in self.hello["models"]])
         options = {
             "max_body_size": self.server_settings.max_body_size,
+            "max_header_size": self.server_settings.max_header_size,
             "access_log": self.server_settings.access_log,
         }
         for model in self.hello["models"]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import http
 import time
 from collections import deque
 from collections.abc import Callable
@@ -31,7 +30,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 import httptools
-import orjson
 
 from zeroserve.errors import (
     ExpectationFailed,
@@ -40,8 +38,8 @@ from zeroserve.errors import (
     PayloadTooLarge,
     RequestError,
     RequestTimeout,
-    http_status_for,
 )
+from zeroserve.http_answers import error_response, json_response
 from zeroserve.settings import ServerSettings
 
 SKIPPED_REQUEST_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"expect"})
@@ -81,31 +79,6 @@ class Request:
             if key.lower() == name:
                 return value
         return None
-
-
-def json_response(
-    status: int,
-    body: Any,
-    headers: dict[str, str] | None = None,
-    keep_alive: bool = True,
-    head: bool = False,
-) -> bytes:
-    """A complete HTTP/1.1 response with a JSON body (its headers alone for ``head``)."""
-    payload = orjson.dumps(body)
-    lines = [
-        f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}",
-        "content-type: application/json",
-        f"content-length: {len(payload)}",
-    ]
-    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
-    if not keep_alive:
-        lines.append("connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (b"" if head else payload)
-
-
-def error_response(error: RequestError) -> bytes:
-    """The answer for a request the activator refuses, from the error table; closes."""
-    return json_response(http_status_for(error), error.to_body(), keep_alive=False)
 
 
 class Handler(Protocol):

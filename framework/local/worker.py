@@ -55,6 +55,7 @@ def run_replica(
         port=port,
         access_log=bool(options.get("access_log", False)),
         max_body_size=options.get("max_body_size", ServerSettings().max_body_size),
+        max_header_size=options.get("max_header_size", ServerSettings().max_header_size),
     )
     server = LocalModelServer(settings, timeout_keep_alive=WORKER_KEEP_ALIVE_S)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import FIXTURES, RunningServer, start_server
+from tests.conftest import FIXTURES, RunningServer, start_server, wait_ready
 from tests.integration.test_activator import model_status, poll
 from tests.raw_http import (
     closed_by_peer,
@@ -218,3 +218,48 @@ def test_idle_connections_are_closed_after_the_keep_alive_timeout(
         assert closed_by_peer(sock, timeout=30)
     with connect(impatient.url) as sock:  # connected and never said anything
         assert closed_by_peer(sock, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def impatient_direct(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """``serve --direct`` (what a pod runs) with one-second timeouts and an 8 KiB head limit."""
+    folder = tmp_path_factory.mktemp("impatient-direct")
+    env = {
+        **os.environ,
+        "ZEROSERVE_SERVER__HEADER_TIMEOUT": "1",
+        "ZEROSERVE_SERVER__BODY_TIMEOUT": "1",
+        "ZEROSERVE_SERVER__KEEP_ALIVE_TIMEOUT": "1",
+        "ZEROSERVE_SERVER__MAX_HEADER_SIZE": "8KiB",
+    }
+    running = start_server(HTTP / "echo.py", folder / "direct.log", "--direct", env=env)
+    wait_ready(running, "echo")
+    yield running
+    running.stop()
+
+
+def test_direct_serving_has_the_same_limits(impatient_direct: RunningServer) -> None:
+    url = impatient_direct.url
+    with connect(url) as sock:
+        sock.sendall(b"GET /v1/models HTTP/1.1\r\nhost: x\r\nbig: " + b"a" * 20_000 + b"\r\n\r\n")
+        answer = read_answers(sock, 1).answers[0]
+    assert answer.status == 431
+    assert answer.json()["type"] == "HeadersTooLarge"
+    with connect(url) as sock:
+        sock.sendall(b"GET /v1/models HTTP/1.1\r\nbig: ")
+        for _ in range(4):
+            sock.sendall(b"a" * 4096)
+        assert read_answers(sock, 1).answers[0].status == 431
+    with connect(url) as sock:
+        sock.sendall(b"POST /v1/models/echo:predict HTTP/1.1\r\nhost: x\r\n")
+        answer = read_answers(sock, 1).answers[0]
+    assert answer.status == 408
+    with connect(url) as sock:
+        stalled = {"content-length": "40", "content-type": "application/json"}
+        sock.sendall(request_bytes("POST", "/v1/models/echo:predict", b'{"inst', stalled))
+        assert read_answers(sock, 1).answers[0].status == 408
+    with connect(url) as sock:  # connected and never said anything
+        assert closed_by_peer(sock, timeout=30)
+    with connect(url) as sock:
+        sock.sendall(predict_bytes("echo", ["still serving"]))
+        assert read_answers(sock, 1).answers[0].json() == {"predictions": ["still serving"]}
+        assert closed_by_peer(sock, timeout=30)  # idle keep-alive closed

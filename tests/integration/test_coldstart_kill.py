@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
@@ -26,6 +27,18 @@ def entry_is_complete(entry: Path, expected: dict[str, str]) -> bool:
         if path.is_file()
     }
     return present == expected
+
+
+def partial_bytes(root: Path) -> int:
+    """Bytes a fill in progress has written so far."""
+    partial = root / "partial"
+    if not partial.is_dir():
+        return 0
+    total = 0
+    for path in partial.rglob("*"):
+        with contextlib.suppress(FileNotFoundError):  # renamed into place meanwhile
+            total += path.stat().st_size if path.is_file() else 0
+    return total
 
 
 def visible(root: Path) -> list[Path]:
@@ -55,9 +68,12 @@ def test_sigkill_during_fill_never_exposes_partial_data(tmp_path: Path) -> None:
     ]
     rng = random.Random(20261129)
     killed_mid_fill = 0
+    total = sum(entry.size for entry in manifest.files)
     for _ in range(TRIALS):
         victim = subprocess.Popen(command, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.05, 0.9))
+        kill_at = rng.uniform(0.0, 1.0) * total  # bytes of the fill written, whatever its speed
+        while victim.poll() is None and partial_bytes(root) < kill_at:
+            time.sleep(0.001)
         if victim.poll() is None:
             victim.send_signal(signal.SIGKILL)
             killed_mid_fill += 1
