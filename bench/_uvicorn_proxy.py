@@ -13,7 +13,8 @@ from typing import Any
 import httpx
 import uvicorn
 
-HOP_BY_HOP = {b"host", b"content-length", b"expect", b"connection", b"transfer-encoding"}
+REQUEST_SKIPPED = {b"host", b"content-length", b"expect", b"connection", b"transfer-encoding"}
+ANSWER_SKIPPED = {b"connection", b"transfer-encoding", b"date", b"server"}  # uvicorn adds its own
 
 
 def proxy(upstream: str) -> Any:
@@ -38,11 +39,11 @@ def proxy(upstream: str) -> Any:
         url = scope["path"] + (
             ("?" + scope["query_string"].decode()) if scope["query_string"] else ""
         )
-        headers = [(k, v) for k, v in scope["headers"] if k.lower() not in HOP_BY_HOP]
+        headers = [(k, v) for k, v in scope["headers"] if k.lower() not in REQUEST_SKIPPED]
         request = client.build_request(scope["method"], url, headers=headers, content=body)
         answer = await client.send(request, stream=True)
         try:
-            raw = [(k, v) for k, v in answer.headers.raw if k.lower() not in HOP_BY_HOP]
+            raw = [(k, v) for k, v in answer.headers.raw if k.lower() not in ANSWER_SKIPPED]
             await send(
                 {"type": "http.response.start", "status": answer.status_code, "headers": raw}
             )

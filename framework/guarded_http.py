@@ -6,12 +6,15 @@ from ``ServerSettings``: the request line and headers at most ``max_header_size`
 within ``header_timeout`` of its first byte (408), no pause in a body over ``body_timeout``
 (408), and a connection that sends nothing within ``header_timeout`` closed. Idle keep-alive
 connections are closed by uvicorn's own ``timeout_keep_alive``. The answers are the activator's,
-from the error table.
+from the error table. The callbacks only note times; one sweep a second applies the limits, so
+the warm path sets no timer per request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
+import time
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -19,6 +22,15 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from zeroserve.errors import HeadersTooLarge, RequestError, RequestTimeout
 from zeroserve.http_answers import error_response
 from zeroserve.settings import ServerSettings
+
+SWEEP_EVERY_S = 1.0
+
+
+class Phase(enum.Enum):
+    SILENT = "connected, nothing sent yet"
+    HEAD = "reading a request line and headers"
+    BODY = "reading a body"
+    ANSWERING = "the request is complete"
 
 
 class _Refused(Exception):
@@ -32,85 +44,93 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.in_head = True  # no request yet: what arrives is a head
+        self.phase = Phase.SILENT
+        self.since = self.last_read = time.monotonic()
         self.head_bytes = 0
-        self.guard: asyncio.TimerHandle | None = None
         self.refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm(self.limits.header_timeout, None)  # a client that never says anything
+        _watch(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        _WATCHED.discard(self)
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self.refused:
             return
-        if self.in_head:
+        self.last_read = time.monotonic()
+        in_head = self.phase is not Phase.BODY
+        if in_head:
             self.head_bytes += len(data)
         super().data_received(data)
-        if self.in_head and self.head_bytes > self.limits.max_header_size:
-            self._refuse(HeadersTooLarge(limit_bytes=self.limits.max_header_size))
+        if self.phase is Phase.HEAD and self.head_bytes > self.limits.max_header_size:
+            self.refuse(HeadersTooLarge(limit_bytes=self.limits.max_header_size))
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self.in_head = True
-        timeout = self.limits.header_timeout
-        self._arm(timeout, RequestTimeout(phase="headers", limit_s=timeout))
+        self.phase = Phase.HEAD
+        self.since = time.monotonic()
 
     def on_headers_complete(self) -> None:
         size = len(self.url) + sum(len(k) + len(v) + 4 for k, v in self.headers)
-        self.in_head = False
         self.head_bytes = 0
         if size > self.limits.max_header_size:
-            self._refuse(HeadersTooLarge(limit_bytes=self.limits.max_header_size))
+            self.refuse(HeadersTooLarge(limit_bytes=self.limits.max_header_size))
             raise _Refused  # stops the parser; uvicorn's own 400 is skipped below
-        self._arm_body()
+        self.phase = Phase.BODY
         super().on_headers_complete()
 
-    def on_body(self, body: bytes) -> None:
-        self._arm_body()
-        super().on_body(body)
-
     def on_message_complete(self) -> None:
-        self._disarm()
+        self.phase = Phase.ANSWERING
         super().on_message_complete()
-
-    def on_response_complete(self) -> None:
-        self.in_head = True
-        super().on_response_complete()
 
     def send_400_response(self, msg: str) -> None:
         if not self.refused:  # uvicorn answering a parser error (or our stop of the parser)
             super().send_400_response(msg)
 
-    def _arm_body(self) -> None:
-        timeout = self.limits.body_timeout
-        self._arm(timeout, RequestTimeout(phase="body", limit_s=timeout))
+    def check(self, now: float) -> None:
+        """Refuse a head or body that stalled; close a connection that never spoke."""
+        limits = self.limits
+        if self.phase is Phase.HEAD and now - self.since > limits.header_timeout:
+            self.refuse(RequestTimeout(phase="headers", limit_s=limits.header_timeout))
+        elif self.phase is Phase.BODY and now - self.last_read > limits.body_timeout:
+            self.refuse(RequestTimeout(phase="body", limit_s=limits.body_timeout))
+        elif self.phase is Phase.SILENT and now - self.since > limits.header_timeout:
+            self.refuse(None)
 
-    def _arm(self, seconds: float, error: RequestError | None) -> None:
-        self._disarm()
-        self.guard = self.loop.call_later(seconds, self._refuse, error)
-
-    def _disarm(self) -> None:
-        if self.guard is not None:
-            self.guard.cancel()
-            self.guard = None
-
-    def _refuse(self, error: RequestError | None) -> None:
+    def refuse(self, error: RequestError | None) -> None:
         """Answer ``error`` (none for a silent client) unless an answer is under way; close."""
-        self._disarm()
         if self.refused or self.transport.is_closing():
             return
         self.refused = True
-        answering = self.cycle is not None and not self.cycle.response_complete
-        if error is not None and not (answering and self.cycle.response_started):
+        started = self.cycle is not None and self.cycle.response_started
+        if error is not None and not started:
             self.transport.write(error_response(error))
         if self.cycle is not None:
             self.cycle.disconnected = True
         self.transport.close()
+
+
+_WATCHED: set[GuardedHttpToolsProtocol] = set()
+_SWEEPING: list[asyncio.TimerHandle] = []
+
+
+def _watch(connection: GuardedHttpToolsProtocol) -> None:
+    _WATCHED.add(connection)
+    if not _SWEEPING:
+        _SWEEPING.append(connection.loop.call_later(SWEEP_EVERY_S, _sweep, connection.loop))
+
+
+def _sweep(loop: asyncio.AbstractEventLoop) -> None:
+    """Every second while connections are open: let each apply its limits."""
+    _SWEEPING.clear()
+    now = time.monotonic()
+    for connection in list(_WATCHED):
+        connection.check(now)
+    if _WATCHED:
+        _SWEEPING.append(loop.call_later(SWEEP_EVERY_S, _sweep, loop))
 
 
 def guarded_protocol(limits: ServerSettings) -> type[GuardedHttpToolsProtocol]:
