@@ -94,3 +94,26 @@ def run_load(
     """Keep ``clients`` connections busy for ``seconds``; return what they measured."""
     request = post_request(host, port, path, body)
     return asyncio.run(_run(host, port, request, clients, seconds))
+
+
+def alternating_rounds(
+    ports: dict[str, int], path: str, body: bytes, *, clients: int, pairs: int, seconds: float
+) -> tuple[list[float], dict[str, LoadResult]]:
+    """Load two servers in turn, each pair in the other order; return the pairs' ratios (first
+    named over second) and everything each measured. A warm-up round for each comes first."""
+    first, second = ports
+    results = {name: LoadResult() for name in ports}
+    for name in ports:
+        run_load("127.0.0.1", ports[name], path, body, clients=clients, seconds=1.0)
+    ratios = []
+    for index in range(pairs):
+        order = [first, second] if index % 2 == 0 else [second, first]
+        rates = {}
+        for name in order:
+            measured = run_load(
+                "127.0.0.1", ports[name], path, body, clients=clients, seconds=seconds
+            )
+            results[name].merge(measured)
+            rates[name] = measured.requests_per_second
+        ratios.append(rates[first] / rates[second])
+    return ratios, results

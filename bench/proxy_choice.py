@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from bench._load import LoadResult, run_load
+from bench._load import alternating_rounds
 from bench._process import free_port, running
 from bench.overhead import BODY, prepare_model
 from bench.scale_from_zero import CLIENTS, PREDICT, state
@@ -47,20 +47,9 @@ def main() -> dict[str, object]:
 
 
 def measure(ports: dict[str, int]) -> dict[str, object]:
-    results = {name: LoadResult() for name in ports}
-    for name in ports:  # warm up both
-        run_load("127.0.0.1", ports[name], PREDICT, BODY, clients=CLIENTS, seconds=1.0)
-    ratios = []
-    for index in range(PAIRS):
-        order = list(ports) if index % 2 == 0 else list(ports)[::-1]
-        rates = {}
-        for name in order:
-            measured = run_load(
-                "127.0.0.1", ports[name], PREDICT, BODY, clients=CLIENTS, seconds=ROUND_SECONDS
-            )
-            results[name].merge(measured)
-            rates[name] = measured.requests_per_second
-        ratios.append(rates["activator"] / rates["uvicorn_httpx"])
+    ratios, results = alternating_rounds(
+        ports, PREDICT, BODY, clients=CLIENTS, pairs=PAIRS, seconds=ROUND_SECONDS
+    )
     ratio = statistics.median(ratios)
     for name, result in results.items():
         print(f"{name:14s} {result.requests_per_second:8.1f} req/s")

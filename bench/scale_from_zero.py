@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from bench._load import LoadResult, run_load
+from bench._load import LoadResult, alternating_rounds
 from bench._process import free_port, running
 from bench.overhead import BODY, prepare_model
 
@@ -110,24 +110,13 @@ def warm_path(folder: Path) -> tuple[float, dict[str, LoadResult]]:
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "zeroserve", "serve", str(folder / "model.py:Iris")]
     command += ["--port", str(port), "--no-access-log"]
-    results = {"activator": LoadResult(), "direct": LoadResult()}
-    ratios = []
     with running(command, f"{url}/v2/health/ready", folder / "warm.log"):
         httpx.post(url + PREDICT, content=BODY, timeout=120)
         worker = state(url)["replicas"][0]["port"]  # type: ignore[index]
         ports = {"activator": port, "direct": worker}
-        for name in ports:  # warm up both paths
-            run_load("127.0.0.1", ports[name], PREDICT, BODY, clients=CLIENTS, seconds=1.0)
-        for index in range(PAIRS):
-            order = list(ports) if index % 2 == 0 else list(ports)[::-1]
-            rates = {}
-            for name in order:
-                measured = run_load(
-                    "127.0.0.1", ports[name], PREDICT, BODY, clients=CLIENTS, seconds=ROUND_SECONDS
-                )
-                results[name].merge(measured)
-                rates[name] = measured.requests_per_second
-            ratios.append(rates["activator"] / rates["direct"])
+        ratios, results = alternating_rounds(
+            ports, PREDICT, BODY, clients=CLIENTS, pairs=PAIRS, seconds=ROUND_SECONDS
+        )
     return statistics.median(ratios), results
 
 
