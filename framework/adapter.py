@@ -6,6 +6,7 @@ import asyncio
 import functools
 import inspect
 import logging
+import resource
 import time
 import uuid
 from collections.abc import Callable
@@ -41,6 +42,8 @@ with kserve_argv():
 logger = logging.getLogger("zeroserve")
 OFFLOAD_AFTER_S = 0.02
 OFFLOAD_AFTER_SLOW_CALLS = 3
+PROBE_CALLS = 5
+_RUSAGE_THREAD = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)  # Linux: per thread
 
 
 class PredictorModel(kserve.Model):  # type: ignore[misc]
@@ -68,6 +71,7 @@ class PredictorModel(kserve.Model):  # type: ignore[misc]
         self.monitor = DriftMonitor.for_folder(model_dir)
         drift_collector().monitors[self.name] = self.monitor
         self.slow_calls = 0
+        self.probing = 0  # calls left to measure closely after one ran long
         self.on_fatal: Callable[[ZeroserveError], None] | None = None  # set by the server
         batching = declaration.spec.batching
         self.batchers: BatcherPool | None = None
@@ -210,16 +214,33 @@ class PredictorModel(kserve.Model):  # type: ignore[misc]
         """Run a plain ``def predict`` inline while it is fast, in a thread once it is slow.
 
         Handing a call to a thread costs about 0.2 ms here, more than a small model's whole
-        prediction; but predictions slower than OFFLOAD_AFTER_S would hold up health checks and
-        other requests, so once a few were, every later call of this model runs in a thread.
+        prediction; but predictions that hold the event loop over OFFLOAD_AFTER_S would hold up
+        health checks and other requests, so once a few did, every later call of this model runs
+        in a thread. Time the process spent descheduled on a busy machine is not the model's:
+        only its own CPU time, or a wait it made (I/O, sleep, a lock), counts. Measuring that
+        costs system calls, so only the PROBE_CALLS calls after one that ran long are measured.
         """
         if self.offload_predict:
             call = functools.partial(self.instance.predict, **kwargs)
             return await asyncio.get_running_loop().run_in_executor(None, call)
+        if self.probing:  # a call ran long lately: measure closely whose time it was
+            return self._call_measured(kwargs)
+        started = time.perf_counter()
+        result = self.instance.predict(**kwargs)
+        if time.perf_counter() - started > OFFLOAD_AFTER_S:
+            self.probing = PROBE_CALLS
+        return result
+
+    def _call_measured(self, kwargs: dict[str, Any]) -> Any:
+        """One inline call with its CPU time and waits measured (two system calls more)."""
+        self.probing -= 1
+        waits, cpu_started = _voluntary_switches(), time.thread_time()
         started = time.perf_counter()
         result = self.instance.predict(**kwargs)
         elapsed = time.perf_counter() - started
-        self.slow_calls += elapsed > OFFLOAD_AFTER_S
+        cpu, waited = time.thread_time() - cpu_started, _voluntary_switches() > waits
+        if held_the_loop(elapsed, cpu, waited=waited):
+            self.slow_calls += 1
         if self.slow_calls >= OFFLOAD_AFTER_SLOW_CALLS:
             self.offload_predict = True
             logger.info(
@@ -228,6 +249,8 @@ class PredictorModel(kserve.Model):  # type: ignore[misc]
                 self.name,
                 1000 * elapsed,
             )
+        elif not self.probing:
+            self.slow_calls = 0  # the long calls were the machine's, not the model's
         return result
 
     def _v2_response(self, request: InferRequest, result: Any) -> InferResponse:
@@ -269,6 +292,18 @@ class PredictorModel(kserve.Model):  # type: ignore[misc]
                 "shape": [-1],
             }
         ]
+
+
+def held_the_loop(elapsed_s: float, cpu_s: float, *, waited: bool) -> bool:
+    """Whether an inline call held the event loop over OFFLOAD_AFTER_S by itself: with its own
+    CPU time, or by waiting (it gave up the CPU: I/O, sleep, a lock). A call that only ran long
+    because other processes had the CPU (involuntary switches) did not."""
+    return cpu_s > OFFLOAD_AFTER_S or (elapsed_s > OFFLOAD_AFTER_S and waited)
+
+
+def _voluntary_switches() -> int:
+    """How often this thread gave up the CPU by waiting, so far."""
+    return resource.getrusage(_RUSAGE_THREAD).ru_nvcsw
 
 
 async def _call_user(method: Any, *args: Any) -> Any:

@@ -47,6 +47,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.phase = Phase.SILENT
         self.since = self.last_read = time.monotonic()
         self.head_bytes = 0
+        self.received = 0  # bytes so far on this connection
+        self.head_window = 0  # ``received`` before the chunk in which the last head ended
+        self.chunk_start = 0
         self.refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -61,8 +64,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self.refused:
             return
         self.last_read = time.monotonic()
-        in_head = self.phase is not Phase.BODY
-        if in_head:
+        self.chunk_start = self.received
+        self.received += len(data)
+        if self.phase is not Phase.BODY:
             self.head_bytes += len(data)
         super().data_received(data)
         if self.phase is Phase.HEAD and self.head_bytes > self.limits.max_header_size:
@@ -74,9 +78,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.since = time.monotonic()
 
     def on_headers_complete(self) -> None:
-        size = len(self.url) + sum(len(k) + len(v) + 4 for k, v in self.headers)
-        self.head_bytes = 0
-        if size > self.limits.max_header_size:
+        # This head lies within the bytes received since the chunk where the last one ended;
+        # only when those are over the limit can the head be, so only then is it measured.
+        limit = self.limits.max_header_size
+        over = self.received - self.head_window > limit and _head_size(self) > limit
+        self.head_bytes, self.head_window = 0, self.chunk_start
+        if over:
             self.refuse(HeadersTooLarge(limit_bytes=self.limits.max_header_size))
             raise _Refused  # stops the parser; uvicorn's own 400 is skipped below
         self.phase = Phase.BODY
@@ -111,6 +118,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self.cycle is not None:
             self.cycle.disconnected = True
         self.transport.close()
+
+
+def _head_size(connection: GuardedHttpToolsProtocol) -> int:
+    return len(connection.url) + sum(len(k) + len(v) + 4 for k, v in connection.headers)
 
 
 _WATCHED: set[GuardedHttpToolsProtocol] = set()
