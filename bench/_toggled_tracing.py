@@ -13,8 +13,8 @@ import signal
 import sys
 from typing import Any
 
-from zeroserve import tracing
-from zeroserve.cli import cli
+from zeroserve.cli.main import cli
+from zeroserve.telemetry import tracing
 
 
 def _switch(on: bool) -> Any:

@@ -105,7 +105,7 @@ def first_answer_seconds(command: list[str], env: dict[str, str], url: str, log:
 def engine_args() -> list[str]:
     """The sample's engine arguments, as vLLM's own server takes them."""
     from zeroserve import spec_of
-    from zeroserve.loader import find_predictors
+    from zeroserve.serving.loader import find_predictors
 
     (found,) = find_predictors(str(SAMPLE / "model.py"))
     llm = spec_of(found.cls).llm

@@ -25,7 +25,7 @@ from zeroserve.coldstart.manifest import (
     FileEntry,
     manifest_of_folder,
 )
-from zeroserve.coldstart.store import ObjectStore, open_store
+from zeroserve.coldstart.stores import ObjectStore, open_store
 
 VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")

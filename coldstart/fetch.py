@@ -26,7 +26,7 @@ from zeroserve.coldstart.errors import (
     StoreAccessError,
 )
 from zeroserve.coldstart.manifest import ArtifactManifest, FileEntry, safe_join
-from zeroserve.coldstart.store import ObjectStore
+from zeroserve.coldstart.stores import ObjectStore
 
 Progress = Callable[[int], None]
 CHUNK = 4 * 1024 * 1024

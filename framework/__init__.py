@@ -3,7 +3,6 @@
 The public API is what ``__all__`` lists; everything else is private.
 """
 
-from zeroserve.decorator import predictor, spec_of
 from zeroserve.errors import (
     InvalidPayload,
     LoadError,
@@ -14,7 +13,9 @@ from zeroserve.errors import (
     UsageError,
     ZeroserveError,
 )
-from zeroserve.spec import Batching, LLMEngine, PredictorSpec
+from zeroserve.llm.engine import LLMEngine
+from zeroserve.spec.decorator import predictor, spec_of
+from zeroserve.spec.spec import Batching, PredictorSpec
 
 __version__ = "0.1.0"
 

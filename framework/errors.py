@@ -1,11 +1,24 @@
-"""Errors raised by zeroserve, and the one table that maps them to HTTP status codes.
+"""Errors raised by zeroserve, and the one table: each error's HTTP status and CLI exit code.
+
+Every error answer's body comes from the error object (``to_body()``); every status from
+``HTTP_STATUS``; every exit code of the command line from ``EXIT_CODE`` (a cold-start error exits
+as ``python -m zeroserve.coldstart preload`` documents, 3 to 6).
 
 Hierarchy::
 
     ZeroserveError            root: every error zeroserve raises on purpose
     ├── SpecError             a @predictor declaration that cannot work (at decoration time)
     ├── UsageError            a mistake outside a request: a bad path, no predictor, port in use
+    │   └── ServeFailed       the model host could not import or fetch the target (its exit code)
+    ├── LifecycleError        a model event its current state does not allow (a bug, not input)
+    ├── VLLMVersionError      the installed vLLM has none of the layouts KServe's routes know
+    ├── Unavailable           a held request that cannot be served now: 503 with Retry-After
+    ├── WorkerUnreachable     the activator cannot connect to a ready worker (502)
+    ├── WorkerDied            the worker ended while answering (502)
     ├── RequestError          a request the server refuses; the client can fix it
+    │   ├── UnknownModel      a model name this server does not serve (404)
+    │   ├── RouteNotFound     no route at this path (404)
+    │   ├── MethodNotAllowed  a method the route does not take (405)
     │   ├── InvalidPayload    the body does not fit the predictor's request schema (400)
     │   ├── PayloadTooLarge   the body is over the configured size limit (413)
     │   ├── BatchTooLarge     more instances than max_batch_size where splitting is off (413)
@@ -23,6 +36,7 @@ Hierarchy::
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -46,8 +60,86 @@ class UsageError(ZeroserveError):
     """A mistake in how zeroserve was called (bad path, no predictor found, port in use)."""
 
 
+class ServeFailed(UsageError):
+    """The model host could not import or fetch the target; ``exit_code`` is what its cause
+    exits with (2 for a usage error, 3-6 for a cold-start error as ``preload`` documents)."""
+
+    def __init__(self, message: str, *, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class LifecycleError(ZeroserveError):
+    """An event that the current state does not allow (a bug in the caller, not user input)."""
+
+
+class VLLMVersionError(ZeroserveError):
+    """The installed vLLM has none of the module layouts KServe's OpenAI routes know."""
+
+
+class Unavailable(ZeroserveError):
+    """A held request that cannot be served now: 503 with Retry-After; ``kind`` names the limit
+    (QueueFull, StartTimeout, StartFailed, ModelFailed, ShuttingDown)."""
+
+    def __init__(self, kind: str, message: str, *, model: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.model = model
+        self.retry_after = max(1, math.ceil(retry_after))
+
+    def to_body(self) -> dict[str, Any]:
+        return {"error": self.message, "type": self.kind, "model": self.model}
+
+
+class WorkerUnreachable(ZeroserveError):
+    """The activator could not connect to a worker it had as ready."""
+
+    def __init__(self, *, model: str, cause: BaseException) -> None:
+        super().__init__(f"cannot reach the worker of model '{model}': {cause}; retry")
+        self.model = model
+
+
+class WorkerDied(ZeroserveError):
+    """A worker ended while it answered a request."""
+
+    def __init__(self, *, model: str, pid: int | None, code: int | None, how: str) -> None:
+        super().__init__(
+            f"the worker of model '{model}' (pid {pid}) ended while answering this request: "
+            f"{how}; the model restarts on the next request"
+        )
+        self.model = model
+        self.code = code
+
+    def to_body(self) -> dict[str, Any]:
+        return {**super().to_body(), "model": self.model, "exit_code": self.code}
+
+
 class RequestError(ZeroserveError):
     """A request the server refuses because of what the client sent."""
+
+
+class UnknownModel(RequestError):
+    """A model name this server does not serve."""
+
+    def __init__(self, *, model: str, served: list[str]) -> None:
+        super().__init__(
+            f"model '{model}' is not served here (models: {', '.join(served) or 'none'})"
+        )
+        self.model = model
+
+
+class RouteNotFound(RequestError):
+    """No route at this path."""
+
+    def __init__(self, *, path: str) -> None:
+        super().__init__(f"no route {path}")
+
+
+class MethodNotAllowed(RequestError):
+    """A method the route does not take."""
+
+    def __init__(self, *, allowed: tuple[str, ...]) -> None:
+        super().__init__(f"use {' or '.join(allowed)}")
 
 
 class InvalidPayload(RequestError):
@@ -216,11 +308,14 @@ class LoadError(ZeroserveError):
         self.phase = phase
 
 
-# The one table from error class to HTTP status. Lookup walks the class's MRO, so a subclass
-# inherits its parent's status unless it has a row of its own.
+# The one table: error class -> HTTP status, CLI exit code. Lookup walks the class's MRO, so a
+# subclass inherits its parent's row unless it has one of its own.
 HTTP_STATUS: dict[type[ZeroserveError], int] = {
     ZeroserveError: 500,
     RequestError: 400,
+    UnknownModel: 404,
+    RouteNotFound: 404,
+    MethodNotAllowed: 405,
     InvalidPayload: 400,
     PayloadTooLarge: 413,
     BatchTooLarge: 413,
@@ -234,15 +329,39 @@ HTTP_STATUS: dict[type[ZeroserveError], int] = {
     PredictError: 500,
     OutOfMemory: 503,
     LoadError: 503,
+    Unavailable: 503,
+    WorkerUnreachable: 502,
+    WorkerDied: 502,
 }
+EXIT_CODE: dict[type[ZeroserveError], int] = {
+    ZeroserveError: 1,
+    SpecError: 2,
+    UsageError: 2,
+}
+
+
+def _row(table: dict[type[ZeroserveError], int], error: ZeroserveError, default: int) -> int:
+    for klass in type(error).__mro__:
+        if klass in table:
+            return table[klass]
+    return default
 
 
 def http_status_for(error: ZeroserveError) -> int:
     """The HTTP status for an error, from HTTP_STATUS."""
-    for klass in type(error).__mro__:
-        if klass in HTTP_STATUS:
-            return HTTP_STATUS[klass]
-    return 500
+    return _row(HTTP_STATUS, error, 500)
+
+
+def exit_code_for(error: BaseException) -> int:
+    """The CLI exit code for an error: EXIT_CODE for zeroserve's, preload's for cold-start ones."""
+    if isinstance(error, ServeFailed):
+        return error.exit_code
+    if isinstance(error, ZeroserveError):
+        return _row(EXIT_CODE, error, 1)
+    from zeroserve.coldstart import ColdStartError
+    from zeroserve.coldstart import exit_code_for as coldstart_exit_code
+
+    return coldstart_exit_code(error) if isinstance(error, ColdStartError) else 1
 
 
 def openai_error_body(message: str, err_type: str, status: int, param: str = "") -> dict[str, Any]:

@@ -18,18 +18,27 @@ from typing import Any
 import orjson
 
 from zeroserve import __version__
-from zeroserve.errors import InvalidPayload, ModelNotBatched, UsageError, openai_error_body
+from zeroserve.errors import (
+    InvalidPayload,
+    MethodNotAllowed,
+    ModelNotBatched,
+    RouteNotFound,
+    ServeFailed,
+    UnknownModel,
+    openai_error_body,
+)
 from zeroserve.local.background import Background
-from zeroserve.local.host import ModelHost
+from zeroserve.local.host import HostEvent, HostLost, ModelHost
 from zeroserve.local.lifecycle import ModelState
 from zeroserve.local.pool import ModelPool
+from zeroserve.local.protocol import Hello, WorkerOptions
 from zeroserve.local.status import pool_status
 from zeroserve.local.upstream import ReplicaState
 from zeroserve.local.wire import ClientConnection, Request, sweep_timeouts
-from zeroserve.metrics import record_startup
-from zeroserve.settings import LocalSettings, ServerSettings
-from zeroserve.spec import Batching, changed_batching
-from zeroserve.tracing import configure_tracing
+from zeroserve.settings import Settings
+from zeroserve.spec.spec import Batching, changed_batching
+from zeroserve.telemetry.metrics import record_startup
+from zeroserve.telemetry.tracing import configure_tracing
 
 logger = logging.getLogger("zeroserve")
 MODEL_ROUTE = re.compile(r"^/v[12]/models/([^/:]+)(.*)$")
@@ -39,19 +48,20 @@ ADMIN_ROUTE = re.compile(r"^/zeroserve/models/([^/]+)/(batching|drift)$")
 class Activator:
     """Serves a target's models behind one socket until SIGINT/SIGTERM, then drains them."""
 
-    def __init__(self, target: str, server: ServerSettings, local: LocalSettings) -> None:
+    def __init__(self, target: str, settings: Settings) -> None:
         self.target = target
-        self.server_settings = server
-        self.settings = local
+        self.all_settings = settings  # handed to the model host and its workers
+        self.server_settings = settings.server
+        self.settings = settings.local
         self.pools: dict[str, ModelPool] = {}
         self.openai_models: list[str] = []  # those answering /openai/v1/* (from the hello)
-        self.hello: dict[str, Any] = {}
+        self.hello: Hello | None = None
         self.stopping: asyncio.Event | None = None
         self.background = Background()
         self.connections: set[ClientConnection] = set()
 
     def serve(self, sock: socket.socket) -> None:
-        """Run until stopped; raise UsageError if the target cannot be served."""
+        """Run until stopped; raise ServeFailed if the target cannot be served."""
         try:
             import uvloop
 
@@ -65,22 +75,21 @@ class Activator:
         configure_tracing()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, self._stop, signum)
-        host = ModelHost(self.target, not self.settings.fork, self._on_event)
+        host = ModelHost(self.target, self.all_settings, self._on_event)
         try:
-            self.hello = await host.start(self.settings.start_timeout)
-        except UsageError:
+            self.hello = hello = await host.start(self.settings.start_timeout)
+        except ServeFailed:
             await host.close()
             raise
-        record_startup(self.hello["timeline"], [model["name"] for model in self.hello["models"]])
-        options = {
-            "max_body_size": self.server_settings.max_body_size,
-            "max_header_size": self.server_settings.max_header_size,
-            "access_log": self.server_settings.access_log,
-        }
-        for model in self.hello["models"]:
-            pool = ModelPool(model["name"], model["spec"], host, self.settings, dict(options))
-            self.pools[model["name"]] = pool
-        self.openai_models = [model["name"] for model in self.hello["models"] if model["openai"]]
+        record_startup(hello.timeline, [model.name for model in hello.models])
+        options = WorkerOptions(
+            max_body_size=self.server_settings.max_body_size,
+            max_header_size=self.server_settings.max_header_size,
+            access_log=self.server_settings.access_log,
+        )
+        for model in hello.models:
+            self.pools[model.name] = ModelPool(model.spec, host, self.settings, options)
+        self.openai_models = [model.name for model in hello.models if model.openai]
         limits, connections = self.server_settings, self.connections
         server = await loop.create_server(
             lambda: ClientConnection(self.handle, limits, connections), sock=sock
@@ -120,12 +129,12 @@ class Activator:
                 except Exception:  # one model's bug must not stop scaling for the others
                     logger.exception("model '%s': scaling tick failed", pool.name)
 
-    def _on_event(self, message: dict[str, Any]) -> None:
-        if message["event"] == "host_lost":
+    def _on_event(self, message: HostEvent) -> None:
+        if isinstance(message, HostLost):
             for pool in self.pools.values():
-                pool.host_lost(message["code"])
+                pool.host_lost(message.code)
             return
-        replica_id = message.get("id")
+        replica_id = getattr(message, "replica_id", None)
         for pool in self.pools.values():
             replica = pool.replicas.get(replica_id) if replica_id else None
             if replica is not None:
@@ -158,21 +167,17 @@ class Activator:
     def _forward(self, name: str, request: Request, client: ClientConnection) -> None:
         pool = self.pools.get(name)
         if pool is None:
-            client.respond(404, self._not_found(name))
+            client.respond_error(self._unknown(name))
         else:
             pool.route(request, client)
 
-    def _not_found(self, name: str) -> dict[str, Any]:
-        served = ", ".join(self.pools) or "none"
-        return {
-            "error": f"model '{name}' is not served here (models: {served})",
-            "type": "NotFound",
-        }
+    def _unknown(self, name: str) -> UnknownModel:
+        return UnknownModel(model=name, served=list(self.pools))
 
     def _readiness(self, name: str, client: ClientConnection) -> None:
         pool = self.pools.get(name)
         if pool is None:
-            client.respond(404, self._not_found(name))
+            client.respond_error(self._unknown(name))
             return
         state = pool.lifecycle.state
         ready = state is not ModelState.FAILED
@@ -184,31 +189,31 @@ class Activator:
         checked once here, kept for replicas started later, sent to each running one once."""
         pool = self.pools.get(name)
         if pool is None:
-            client.respond(404, self._not_found(name))
+            client.respond_error(self._unknown(name))
             return
-        if not pool.spec.get("batching"):
-            client.respond(409, ModelNotBatched(model=name).to_body())
+        current = pool.batching
+        if current is None:
+            client.respond_error(ModelNotBatched(model=name))
             return
-        current = Batching.model_validate(pool.options.get("batching") or pool.spec["batching"])
         if request.method == b"GET" and pool.least_loaded() is not None:
             self._forward(name, request, client)
         elif request.method in (b"GET", b"HEAD"):
             at_zero = {"model": name, "batching": current.model_dump(), "queued_instances": 0}
             client.respond(200, {**at_zero, "replicas": 0})
         elif request.method != b"PUT":
-            client.respond(405, {"error": "use GET or PUT", "type": "MethodNotAllowed"})
+            client.respond_error(MethodNotAllowed(allowed=("GET", "PUT")))
         else:
             try:
                 changed = changed_batching(current, orjson.loads(request.body))
             except orjson.JSONDecodeError:
                 changed = None
             except InvalidPayload as exc:
-                client.respond(400, exc.to_body())
+                client.respond_error(exc)
                 return
             if changed is None:
-                client.respond(400, InvalidPayload("batching: the body is not JSON").to_body())
+                client.respond_error(InvalidPayload("batching: the body is not JSON"))
                 return
-            pool.options["batching"] = changed.model_dump()  # replicas started later get it
+            pool.change_batching(changed)  # replicas started later get it
             task = self.background.keep(self._push_batching(pool, changed, client))
             client.on_lost = task.cancel
 
@@ -274,7 +279,7 @@ class Activator:
         elif path == "/metrics":
             client.on_lost = self.background.keep(self._metrics(client)).cancel
         else:
-            client.respond(404, {"error": f"no route {path}", "type": "NotFound"})
+            client.respond_error(RouteNotFound(path=path))
 
     async def _metrics(self, client: ClientConnection) -> None:
         from zeroserve.local.metrics import scrape
@@ -288,11 +293,12 @@ class Activator:
         client.finish(client.current.keep_alive if client.current is not None else False)
 
     def status(self) -> dict[str, Any]:
+        hello = self.hello
         return {
             "pid": os.getpid(),
             "target": self.target,
-            "fork": bool(self.hello.get("fork")),
-            "fork_off_reason": self.hello.get("reason"),
-            "host_timeline": self.hello.get("timeline"),
+            "fork": hello is not None and hello.fork,
+            "fork_off_reason": hello.reason if hello is not None else None,
+            "host_timeline": hello.timeline if hello is not None else None,
             "models": {name: pool_status(pool) for name, pool in self.pools.items()},
         }

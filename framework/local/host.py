@@ -1,7 +1,8 @@
 """The activator's handle on a model host and its workers: start, launch, stop, events.
 
 Workers are forked by the host when fork is on, or spawned here as fresh processes otherwise;
-their events (forked, ready, failed, exit) arrive through one callback either way.
+their events (``Forked``, ``Ready``, ``Failed``, ``Stopping``, ``Exited``, and ``HostLost`` when
+the host itself died) arrive through one callback either way.
 """
 
 from __future__ import annotations
@@ -13,19 +14,44 @@ import logging
 import os
 import signal
 import socket
-import sys
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
 
-import orjson
-
-from zeroserve.errors import UsageError
+from zeroserve.errors import ServeFailed
 from zeroserve.local.background import Background
-from zeroserve.local.control import PACKET_LIMIT, Reassembler, packets
+from zeroserve.local.child.bootstrap import (
+    HOST_MODULE,
+    WORKER_MODULE,
+    ChildStart,
+    SpawnedReplica,
+)
+from zeroserve.local.protocol import (
+    PACKET_LIMIT,
+    Exited,
+    Fork,
+    Forked,
+    FromChild,
+    Hello,
+    HostFailed,
+    Reassembler,
+    WorkerOptions,
+    packets,
+)
 from zeroserve.local.upstream import describe_exit
+from zeroserve.settings import Settings
 
 logger = logging.getLogger("zeroserve")
-EventHandler = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class HostLost:
+    """The model host died (its workers die with it); ``code`` is its exit code."""
+
+    code: int
+
+
+HostEvent = FromChild | HostLost
+EventHandler = Callable[[HostEvent], None]
 HOST_STOP_S = 40.0
 HOST_RESTART_BACKOFF_S = (0.0, 1.0, 2.0, 5.0, 10.0, 30.0)
 
@@ -33,57 +59,60 @@ HOST_RESTART_BACKOFF_S = (0.0, 1.0, 2.0, 5.0, 10.0, 30.0)
 class ModelHost:
     """One serve target's host process and its control channel."""
 
-    def __init__(self, target: str, no_fork: bool, on_event: EventHandler) -> None:
+    def __init__(self, target: str, settings: Settings, on_event: EventHandler) -> None:
         self.target = target
-        self.no_fork = no_fork
+        self.settings = settings
+        self.no_fork = not settings.local.fork
         self.on_event = on_event
         self.ours, self.theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.ours.setblocking(False)
         self.process: asyncio.subprocess.Process | None = None
         self.spawned: dict[str, asyncio.subprocess.Process] = {}
-        self.hello: asyncio.Future[dict[str, Any]] | None = None
+        self.hello: asyncio.Future[Hello | HostFailed] | None = None
         self.fork = False
         self.background = Background()
         self.closing = False
         self.up: asyncio.Event | None = None  # set while a host answers fork commands
         self.start_timeout = 300.0
 
-    async def start(self, timeout: float) -> dict[str, Any]:
-        """Start the host; return its hello (models and specs) or raise UsageError."""
+    async def start(self, timeout: float) -> Hello:
+        """Start the host; return its hello (models and specs) or raise ServeFailed."""
         self.up = asyncio.Event()
         self.start_timeout = timeout
         self.background.keep(self._read_events())
         hello = await self._start_process(timeout)
-        self.fork = bool(hello["fork"])
+        self.fork = hello.fork
         if self.fork:
-            logger.info("model host pid %d forks workers (imports paid once)", hello["pid"])
+            logger.info("model host pid %d forks workers (imports paid once)", hello.pid)
             self.up.set()
         else:
-            logger.info("workers are spawned fresh, not forked: %s", hello["reason"])
+            logger.info("workers are spawned fresh, not forked: %s", hello.reason)
         return hello
 
-    async def _start_process(self, timeout: float) -> dict[str, Any]:
-        """One host process on the channel, until its hello; UsageError if it says none."""
+    def _child_start(self, replica: SpawnedReplica | None = None) -> ChildStart:
+        fd = self.theirs.fileno()
+        return ChildStart(self.target, fd, self.settings, self.no_fork, replica)
+
+    async def _start_process(self, timeout: float) -> Hello:
+        """One host process on the channel, until its hello; ServeFailed if it says none."""
         loop = asyncio.get_running_loop()
         self.hello = loop.create_future()
         fd = self.theirs.fileno()
-        command = ["-m", "zeroserve.local.forkserver", self.target, "--control-fd", str(fd)]
-        if self.no_fork:
-            command.append("--no-fork")
+        command = self._child_start().command(HOST_MODULE)
         # A process group of its own, so a terminal's Ctrl-C reaches only the activator (which
         # drains the workers), but the activator's session: where the kernel groups CPU time by
         # session (sched autogroup), a session of its own halved a vLLM engine's throughput here.
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, *command, pass_fds=(fd,), preexec_fn=os.setpgrp
+            *command, pass_fds=(fd,), preexec_fn=os.setpgrp
         )
         self.background.keep(self._watch_host(self.process))
         try:
             hello = await asyncio.wait_for(asyncio.shield(self.hello), timeout)
         except TimeoutError:
             self.process.kill()
-            raise UsageError(f"importing {self.target} took over {timeout:.0f}s") from None
-        if hello["event"] == "error":
-            raise UsageError(hello["message"])
+            raise ServeFailed(f"importing {self.target} took over {timeout:.0f}s") from None
+        if isinstance(hello, HostFailed):
+            raise ServeFailed(hello.message, exit_code=hello.exit_code)
         return hello
 
     async def _read_events(self) -> None:
@@ -99,7 +128,7 @@ class ModelHost:
             message = reassembler.feed(data)
             if message is None:
                 continue
-            if message.get("event") in ("hello", "error"):
+            if isinstance(message, Hello | HostFailed):
                 if self.hello is not None and not self.hello.done():
                     self.hello.set_result(message)
             else:
@@ -109,7 +138,7 @@ class ModelHost:
         code = await process.wait()
         if self.hello is not None and not self.hello.done():
             self.hello.set_result(
-                {"event": "error", "message": f"the model host ended with exit code {code}"}
+                HostFailed(f"the model host ended with exit code {code}", exit_code=1)
             )
         elif self.fork and not self.closing and process is self.process:
             logger.error(
@@ -119,7 +148,7 @@ class ModelHost:
             )
             assert self.up is not None
             self.up.clear()
-            self.on_event({"event": "host_lost", "code": code})
+            self.on_event(HostLost(code))
             self.background.keep(self._restart())
 
     async def _restart(self) -> None:
@@ -130,41 +159,34 @@ class ModelHost:
                 return
             try:
                 hello = await self._start_process(self.start_timeout)
-            except UsageError as exc:
+            except ServeFailed as exc:
                 logger.error("a new model host failed to start: %s", exc)
                 continue
-            logger.info(
-                "model host pid %d is back; models start on their next request", hello["pid"]
-            )
+            logger.info("model host pid %d is back; models start on their next request", hello.pid)
             assert self.up is not None
             self.up.set()
             return
 
-    async def launch(self, model: str, replica_id: str, options: dict[str, Any]) -> None:
+    async def launch(self, model: str, replica_id: str, options: WorkerOptions) -> None:
         """Start one worker for ``model``; its events arrive through ``on_event``."""
         if self.fork:
             assert self.up is not None
             await self.up.wait()  # a host that died is being replaced
-            message = {"cmd": "fork", "model": model, "id": replica_id, "options": options}
-            for packet in packets(message):
+            for packet in packets(Fork(model, replica_id, options)):
                 await asyncio.get_running_loop().sock_sendall(self.ours, packet)
             return
-        fd = self.theirs.fileno()
+        start = self._child_start(SpawnedReplica(model, replica_id, options))
         process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            *("-m", "zeroserve.local.worker", self.target, "--model", model),
-            *("--id", replica_id, "--control-fd", str(fd), "--options", orjson.dumps(options)),
-            pass_fds=(fd,),
-            preexec_fn=os.setpgrp,
+            *start.command(WORKER_MODULE), pass_fds=(start.control_fd,), preexec_fn=os.setpgrp
         )
         self.spawned[replica_id] = process
-        self.on_event({"event": "forked", "id": replica_id, "pid": process.pid})
+        self.on_event(Forked(replica_id, process.pid))
         self.background.keep(self._watch_spawned(replica_id, process))
 
     async def _watch_spawned(self, replica_id: str, process: asyncio.subprocess.Process) -> None:
         code = await process.wait()
         self.spawned.pop(replica_id, None)
-        self.on_event({"event": "exit", "id": replica_id, "pid": process.pid, "code": code})
+        self.on_event(Exited(replica_id, process.pid, code))
 
     def stop_worker(self, pid: int | None, kill: bool = False) -> None:
         """SIGTERM (graceful: in-flight requests finish) or SIGKILL one worker."""

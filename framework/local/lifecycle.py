@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 
-from zeroserve.errors import ZeroserveError
+from zeroserve.errors import LifecycleError
 
 BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 60.0
@@ -22,10 +22,6 @@ class ModelState(enum.StrEnum):
     READY = "ready"
     DRAINING = "draining"
     FAILED = "failed"
-
-
-class LifecycleError(ZeroserveError):
-    """An event that the current state does not allow (a bug in the caller, not user input)."""
 
 
 def backoff_seconds(failures: int) -> float:

@@ -3,49 +3,60 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
-import math
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Protocol
 
-from zeroserve.errors import ZeroserveError
-from zeroserve.events import log_event, trace_id_of
+from zeroserve.errors import Unavailable, WorkerUnreachable
 from zeroserve.local.autoscale import Autoscaler
 from zeroserve.local.background import Background
-from zeroserve.local.host import ModelHost
 from zeroserve.local.lifecycle import Lifecycle, ModelState
 from zeroserve.local.metrics import activator_metrics
+from zeroserve.local.protocol import (
+    Exited,
+    Failed,
+    Forked,
+    FromChild,
+    Ready,
+    Stopping,
+    WorkerOptions,
+)
 from zeroserve.local.tracing import continue_trace, hold_span
 from zeroserve.local.upstream import Exchange, Replica, ReplicaState, describe_exit
 from zeroserve.local.wire import ClientConnection, Request
 from zeroserve.settings import LocalSettings
+from zeroserve.spec.spec import Batching, PredictorSpec
+from zeroserve.telemetry.logs import log_event, trace_id_of
 
 logger = logging.getLogger("zeroserve")
 
 
-class Unavailable(ZeroserveError):
-    """A held request that cannot be served now: 503 with Retry-After and a reason."""
+class WorkerLauncher(Protocol):
+    """What a pool needs of the model host: ``ModelHost``, or a fake in the pool's unit tests."""
 
-    def __init__(self, kind: str, message: str, retry_after: float) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.retry_after = max(1, math.ceil(retry_after))
+    fork: bool
 
-    def answer(self, client: ClientConnection, model: str, request: Request) -> None:
-        body = {"error": str(self), "type": self.kind, "model": model}
-        log_event(
-            logging.WARNING,
-            "error",
-            status=503,
-            type=self.kind,
-            model=model,
-            path=request.path,
-            message=str(self),
-            trace_id=trace_id_of(request.header(b"traceparent")),
-        )
-        client.respond(503, body, {"retry-after": str(self.retry_after)})
+    async def launch(self, model: str, replica_id: str, options: WorkerOptions) -> None: ...
+
+    def stop_worker(self, pid: int | None, kill: bool = False) -> None: ...
+
+
+def answer_unavailable(error: Unavailable, client: ClientConnection, request: Request) -> None:
+    """503 with Retry-After for a held request, and its log line."""
+    log_event(
+        logging.WARNING,
+        "error",
+        status=503,
+        type=error.kind,
+        model=error.model,
+        path=request.path,
+        message=str(error),
+        trace_id=trace_id_of(request.header(b"traceparent")),
+    )
+    client.respond_error(error, {"retry-after": str(error.retry_after)})
 
 
 class ModelPool:
@@ -53,31 +64,26 @@ class ModelPool:
 
     def __init__(
         self,
-        name: str,
-        spec: dict[str, Any],
-        host: ModelHost,
+        spec: PredictorSpec,
+        host: WorkerLauncher,
         settings: LocalSettings,
-        options: dict[str, Any],
+        options: WorkerOptions,
     ) -> None:
-        self.name = name
+        self.name = spec.name
         self.spec = spec
         self.host = host
         self.settings = settings
         now = time.monotonic()
-        self.lifecycle = Lifecycle(warm=spec["min_replicas"] > 0)
+        self.lifecycle = Lifecycle(warm=spec.min_replicas > 0)
         self.autoscaler = Autoscaler(
-            spec["concurrency"],
-            spec["min_replicas"],
-            spec["max_replicas"],
-            settings.stable_window,
-            now,
+            spec.concurrency, spec.min_replicas, spec.max_replicas, settings.stable_window, now
         )
         self.replicas: dict[str, Replica] = {}
         self.waiters: deque[asyncio.Future[Replica]] = deque()
         self.in_flight = 0
         self.last_active = now
         self.ids = itertools.count(1)
-        self.options = options  # handed to every worker: max_body_size, batching
+        self.options = options  # handed to every worker: HTTP limits, a changed batching
         self.cold_start: dict[str, Any] | None = None
         self.last_cold_start: dict[str, Any] | None = None
         self.cold_starts = 0
@@ -109,12 +115,11 @@ class ModelPool:
         except Unavailable as exc:
             self._observe_hold(held_since)
             activator_metrics().errors.labels(self.name, "503", exc.kind).inc()
-            exc.answer(client, self.name, request)
+            answer_unavailable(exc, client, request)
             return
         except OSError as exc:  # the worker went away between ready and connect
             activator_metrics().errors.labels(self.name, "502", "WorkerUnreachable").inc()
-            message = f"cannot reach the worker of model '{self.name}': {exc}; retry"
-            client.respond(502, {"error": message, "type": "WorkerUnreachable"})
+            client.respond_error(WorkerUnreachable(model=self.name, cause=exc))
             return
         self._observe_hold(held_since)
         continue_trace(request)
@@ -158,7 +163,7 @@ class ModelPool:
     async def _wait_for_replica(self) -> Replica:
         now = time.monotonic()
         if len(self.waiters) >= self.settings.queue_limit:
-            raise Unavailable(
+            raise self._unavailable(
                 "QueueFull",
                 f"model '{self.name}' is starting and {len(self.waiters)} requests already wait "
                 f"for it (the queue limit, --queue-limit {self.settings.queue_limit}); retry soon",
@@ -168,7 +173,7 @@ class ModelPool:
             self._begin_cold_start("request")
         elif self.lifecycle.state is ModelState.FAILED:
             wait = self.lifecycle.retry_after(now)
-            raise Unavailable(
+            raise self._unavailable(
                 "ModelFailed",
                 f"model '{self.name}' failed: {self.lifecycle.last_error}; it starts again on "
                 f"a request after {wait:.1f}s (back-off after {self.lifecycle.failures} failures)",
@@ -180,7 +185,7 @@ class ModelPool:
         try:
             return await asyncio.wait_for(waiter, self.settings.start_timeout)
         except TimeoutError:
-            raise Unavailable(
+            raise self._unavailable(
                 "StartTimeout",
                 f"model '{self.name}' did not become ready within {self.settings.start_timeout:g}"
                 "s (--start-timeout); its load() may be slow or stuck: see the server log",
@@ -217,22 +222,21 @@ class ModelPool:
             replica.error = f"cannot start a worker: {exc}"
             self.on_exit(replica, None)
 
-    def on_event(self, replica: Replica, message: dict[str, Any]) -> None:
-        event = message["event"]
-        if event == "forked":
-            replica.pid = message["pid"]
+    def on_event(self, replica: Replica, message: FromChild) -> None:
+        if isinstance(message, Forked):
+            replica.pid = message.pid
             if replica.state is ReplicaState.DRAINING:
                 self.host.stop_worker(replica.pid)
-        elif event == "failed":
-            replica.error = message["error"]
-        elif event == "ready":
-            replica.pid, replica.port = message["pid"], message["port"]
-            replica.timeline = message["timeline"]
+        elif isinstance(message, Failed):
+            replica.error = message.error
+        elif isinstance(message, Ready):
+            replica.pid, replica.port = message.pid, message.port
+            replica.timeline = message.timeline
             self._replica_ready(replica)
-        elif event == "stopping":
-            self._replace(replica, message["reason"])
-        elif event == "exit":
-            self.on_exit(replica, message["code"])
+        elif isinstance(message, Stopping):
+            self._replace(replica, message.reason)
+        elif isinstance(message, Exited):
+            self.on_exit(replica, message.code)
 
     def _replace(self, replica: Replica, reason: str) -> None:
         """A worker stops on its own (out of memory): route nothing more to it, start another."""
@@ -322,11 +326,23 @@ class ModelPool:
         return any(r.state is ReplicaState.STARTING for r in self.replicas.values())
 
     def _reject_waiters(self, kind: str, message: str) -> None:
-        error = Unavailable(kind, message, self.lifecycle.retry_after(time.monotonic()))
+        error = self._unavailable(kind, message, self.lifecycle.retry_after(time.monotonic()))
         while self.waiters:
             waiter = self.waiters.popleft()
             if not waiter.done():
                 waiter.set_exception(error)
+
+    def _unavailable(self, kind: str, message: str, retry_after: float) -> Unavailable:
+        return Unavailable(kind, message, model=self.name, retry_after=retry_after)
+
+    @property
+    def batching(self) -> Batching | None:
+        """The batching its workers use: a change made since the start, else the spec's."""
+        return self.options.batching or self.spec.batching
+
+    def change_batching(self, batching: Batching) -> None:
+        """Keep a batching change for the replicas started from now on."""
+        self.options = dataclasses.replace(self.options, batching=batching)
 
     def _scale_event(self, direction: str) -> None:
         activator_metrics().scale_events.labels(self.name, direction).inc()
@@ -364,7 +380,7 @@ class ModelPool:
             not self.lifecycle.warm
             and self.in_flight == 0
             and not self.waiters
-            and idle_for >= self.spec["scale_to_zero_after"]
+            and idle_for >= self.spec.scale_to_zero_after
         ):
             logger.info("model '%s': idle for %.1fs, scaling to zero", self.name, idle_for)
             self.lifecycle.idle()
@@ -388,7 +404,7 @@ class ModelPool:
         """min_replicas > 0: start them now, before any request."""
         if self.lifecycle.warm and self.lifecycle.should_start(time.monotonic()):
             self._begin_cold_start("min_replicas")
-            for _ in range(self.spec["min_replicas"] - 1):
+            for _ in range(self.spec.min_replicas - 1):
                 self.start_replica()
 
     async def shutdown(self, grace: float) -> None:

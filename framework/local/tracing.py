@@ -13,7 +13,7 @@ from typing import Any
 from opentelemetry import propagate, trace
 
 from zeroserve.local.wire import Request
-from zeroserve.tracing import inject_headers, sampled_root, tracer, tracing_on
+from zeroserve.telemetry.tracing import inject_headers, sampled_root, tracer, tracing_on
 
 TRACE_HEADERS = (b"traceparent", b"tracestate")
 

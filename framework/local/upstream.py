@@ -17,11 +17,12 @@ from typing import Any, cast
 
 import httptools
 
-from zeroserve.events import log_event, trace_id_of
+from zeroserve.errors import WorkerDied
 from zeroserve.local.wire import ClientConnection, Request
+from zeroserve.telemetry.logs import log_event, trace_id_of
 
 EXIT_WAIT_S = 2.0  # how long a 502 waits to learn the worker's exit code
-WORKER_EXIT_CAUSES = {  # the exit codes of zeroserve.local.worker
+WORKER_EXIT_CAUSES = {  # the exit codes of zeroserve.local.child.worker
     2: " (the model could not be found or imported)",
     3: " (load() or warmup() raised)",
     4: " (predict() ran out of memory)",
@@ -271,17 +272,9 @@ class Exchange:
         if self.connection is not None and self.connection.received:
             self.client.finish(keep_alive=False)  # half an answer went out: only closing is honest
             return
-        self.client.respond(
-            502,
-            {
-                "error": f"the worker of model '{self.replica.model}' (pid {self.replica.pid}) "
-                f"ended while answering this request: {describe_exit(code)}; the model restarts "
-                "on the next request",
-                "type": "WorkerDied",
-                "model": self.replica.model,
-                "exit_code": code,
-            },
-        )
+        replica = self.replica
+        died = WorkerDied(model=replica.model, pid=replica.pid, code=code, how=describe_exit(code))
+        self.client.respond_error(died)
 
     def _end(self) -> None:
         if not self.finished:

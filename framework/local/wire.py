@@ -38,8 +38,10 @@ from zeroserve.errors import (
     PayloadTooLarge,
     RequestError,
     RequestTimeout,
+    ZeroserveError,
+    http_status_for,
 )
-from zeroserve.http_answers import error_response, json_response
+from zeroserve.serving.http_answers import error_response, json_response
 from zeroserve.settings import ServerSettings
 
 SKIPPED_REQUEST_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"expect"})
@@ -235,6 +237,10 @@ class ClientConnection(asyncio.Protocol):
         head = current is not None and current.method == b"HEAD"
         self.write(json_response(status, body, headers, keep_alive, head))
         self.finish(keep_alive)
+
+    def respond_error(self, error: ZeroserveError, headers: dict[str, str] | None = None) -> None:
+        """Answer the current request with ``error``: its status from the table, its body."""
+        self.respond(http_status_for(error), error.to_body(), headers)
 
     def finish(self, keep_alive: bool) -> None:
         """The current request has been answered in full."""

@@ -18,7 +18,7 @@ from tests.integration.test_activator_http import _start
 
 def host_process(activator_pid: int) -> psutil.Process:
     for child in psutil.Process(activator_pid).children():
-        if "zeroserve.local.forkserver" in " ".join(child.cmdline()):
+        if "zeroserve.local.child.forkserver" in " ".join(child.cmdline()):
             return child
     raise AssertionError("no model host among the activator's children")
 

@@ -20,7 +20,7 @@ from sklearn.datasets import load_iris
 
 from tests.conftest import MANIFESTS, MotoS3, run_zeroserve, start_server, wait_ready
 from tests.envtest import TEAM_A_TOKEN, ApiServer
-from zeroserve.drift import write_profile
+from zeroserve.telemetry.drift import write_profile
 
 pytestmark = pytest.mark.integration
 
@@ -179,7 +179,7 @@ def test_concurrent_deploy_loser_gets_a_conflict_and_nothing_half_applied(
     apiserver: ApiServer, deploy_env: dict[str, str], iris_dir: Path
 ) -> None:
     from zeroserve.errors import UsageError
-    from zeroserve.kube import Cluster
+    from zeroserve.targets.kserve.cluster import Cluster
 
     assert zs(deploy_env, "deploy", f"{iris_dir / 'model.py'}:Iris").returncode == 0
     cluster = Cluster(str(apiserver.kubeconfig))

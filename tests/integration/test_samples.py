@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sklearn.datasets import load_iris
 
-from zeroserve.loader import find_predictors
+from zeroserve.serving.loader import find_predictors
 
 
 @pytest.mark.timeout(120)

@@ -14,7 +14,7 @@ import pytest
 from sklearn.datasets import load_iris
 
 from tests.conftest import FIXTURES, RunningServer, start_server, wait_ready
-from zeroserve.adapter import OFFLOAD_AFTER_SLOW_CALLS
+from zeroserve.serving.runner import OFFLOAD_AFTER_SLOW_CALLS
 
 pytestmark = pytest.mark.integration
 

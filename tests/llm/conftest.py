@@ -48,7 +48,7 @@ def tiny_llm_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def sample_engine_args() -> list[str]:
     from zeroserve import spec_of
-    from zeroserve.loader import find_predictors
+    from zeroserve.serving.loader import find_predictors
 
     (found,) = find_predictors(str(SAMPLES / "tiny-llm" / "model.py"))
     llm = spec_of(found.cls).llm

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zeroserve import Batching
-from zeroserve.batching import Batcher, DispatchReason
 from zeroserve.errors import BatchResultMismatch, BatchTooLarge
-from zeroserve.spec import MAX_LATENCY_MS
+from zeroserve.serving.batching import Batcher, DispatchReason
+from zeroserve.spec.spec import MAX_LATENCY_MS
 
 NEVER_MS = MAX_LATENCY_MS  # the longest latency bound allowed: never reached here
 

@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from zeroserve import UsageError
-from zeroserve.sockets import bind_socket
+from zeroserve.serving.sockets import bind_socket
 
 
 def test_socket_is_tcp_so_asyncio_sets_nodelay() -> None:

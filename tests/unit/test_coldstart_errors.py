@@ -18,7 +18,7 @@ from zeroserve.coldstart import (
 )
 from zeroserve.coldstart import fetch as fetch_module
 from zeroserve.coldstart.fetch import fetch_into
-from zeroserve.coldstart.store import LocalStore, translated
+from zeroserve.coldstart.stores import LocalStore, translated
 
 
 def client_error(code: str) -> ClientError:

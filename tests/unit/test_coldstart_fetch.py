@@ -12,7 +12,7 @@ import pytest
 from zeroserve.coldstart import StoreAccessError, manifest_of_folder
 from zeroserve.coldstart import fetch as fetch_module
 from zeroserve.coldstart.fetch import fetch_into
-from zeroserve.coldstart.store import LocalStore
+from zeroserve.coldstart.stores import LocalStore
 
 
 class FlakyStore(LocalStore):

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from zeroserve.drift import MIN_INSTANCES, THRESHOLD, DriftMonitor, build_profile, psi
 from zeroserve.errors import UsageError
+from zeroserve.telemetry.drift import MIN_INSTANCES, THRESHOLD, DriftMonitor, build_profile, psi
 
 
 def numeric_sample(count: int, shift: float = 0.0, seed: int = 1) -> list[list[float]]:

@@ -8,13 +8,13 @@ import time
 import pytest
 
 from zeroserve import predictor
-from zeroserve.adapter import (
+from zeroserve.serving.runner import (
     OFFLOAD_AFTER_S,
     OFFLOAD_AFTER_SLOW_CALLS,
-    PredictorModel,
+    PredictorRunner,
     held_the_loop,
 )
-from zeroserve.decorator import declaration_of
+from zeroserve.spec.decorator import declaration_of
 
 
 @pytest.mark.parametrize(
@@ -33,7 +33,7 @@ def test_what_counts_as_holding_the_loop(
     assert held_the_loop(elapsed, cpu, waited=waited) is held
 
 
-def _model(delay: float) -> PredictorModel:
+def _model(delay: float) -> PredictorRunner:
     class Sleepy:
         def predict(self, instances: list[int]) -> list[int]:
             time.sleep(delay)
@@ -41,7 +41,7 @@ def _model(delay: float) -> PredictorModel:
 
     declared = declaration_of(predictor(name="sleepy")(Sleepy))
     assert declared is not None
-    return PredictorModel(Sleepy, declared, None)
+    return PredictorRunner(Sleepy, declared, None)
 
 
 @pytest.mark.parametrize(("delay", "offloaded"), [(0.0, False), (2 * OFFLOAD_AFTER_S, True)])
@@ -50,7 +50,7 @@ def test_a_predict_that_blocks_moves_to_a_thread(delay: float, offloaded: bool) 
 
     async def calls() -> None:
         for _ in range(1 + OFFLOAD_AFTER_SLOW_CALLS):  # one runs long, the next are measured
-            assert await model.predict({"instances": [1]}) == {"predictions": [1]}
+            assert await model.predict_v1({"instances": [1]}) == [1]
 
     asyncio.run(calls())
     assert model.offload_predict is offloaded
@@ -69,7 +69,7 @@ def test_one_long_call_among_fast_ones_keeps_predict_inline() -> None:
 
     async def calls() -> None:
         for _ in range(10):
-            await model.predict({"instances": [1]})
+            await model.predict_v1({"instances": [1]})
 
     asyncio.run(calls())
     assert model.offload_predict is False

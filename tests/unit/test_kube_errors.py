@@ -9,7 +9,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from zeroserve.errors import UsageError
-from zeroserve.kube import Cluster
+from zeroserve.targets.kserve.cluster import Cluster
 
 
 def explain(status: int, body: str, verb: str = "apply", name: str | None = "iris") -> str:

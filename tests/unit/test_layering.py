@@ -68,7 +68,7 @@ def test_predictors_use_only_the_public_api_and_coldstart() -> None:
             assert allowed, f"{file} imports framework internals: {name}"
 
 
-@pytest.mark.parametrize("bad", ["from zeroserve.server import X", "import kserve"])
+@pytest.mark.parametrize("bad", ["from zeroserve.serving.server import X", "import kserve"])
 def test_the_checker_catches_violations(tmp_path: Path, bad: str) -> None:
     (tmp_path / "coldstart").mkdir()
     (tmp_path / "coldstart" / "bad.py").write_text(bad + "\n")

@@ -10,8 +10,8 @@ import pytest
 
 from tests.conftest import run_zeroserve
 from zeroserve.errors import UsageError
-from zeroserve.loader import find_predictors
-from zeroserve.package import stage
+from zeroserve.serving.loader import find_predictors
+from zeroserve.targets.kserve.package import stage
 
 MODEL = """from zeroserve import predictor
 

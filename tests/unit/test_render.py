@@ -16,9 +16,9 @@ import yaml
 from tests.conftest import SAMPLES
 from tests.kube_schemas import problems
 from zeroserve import Batching, LLMEngine, UsageError
-from zeroserve.cli_kube import render_objects
-from zeroserve.render import MAX_NAME, RenderOptions, render_inference_service
-from zeroserve.spec import PredictorSpec
+from zeroserve.cli.build import render_objects
+from zeroserve.spec.spec import PredictorSpec
+from zeroserve.targets.kserve.render import MAX_NAME, RenderOptions, render_inference_service
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 OPTIONS = RenderOptions(namespace="models", code_uri="s3://bucket/zs/m-code@sha256:" + "a" * 64)

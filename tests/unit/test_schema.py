@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from pydantic import Field
 
 from zeroserve import InvalidPayload
-from zeroserve.schema import PredictSignature
+from zeroserve.spec.schema import PredictSignature
 
 
 class Model:

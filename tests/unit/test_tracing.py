@@ -9,10 +9,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from zeroserve import tracing
 from zeroserve.local.tracing import continue_trace, hold_span
 from zeroserve.local.wire import Request
-from zeroserve.tracing import configure_tracing, server_span, timeline_spans, use_provider
+from zeroserve.telemetry import tracing
+from zeroserve.telemetry.tracing import configure_tracing, server_span, timeline_spans, use_provider
 
 CLIENT_TRACE = "0af7651916cd43dd8448eb211c80319c"
 CLIENT_SPAN = "b7ad6b7169203331"

@@ -29,8 +29,8 @@ def test_readiness_follows_the_engine() -> None:
 
 def test_a_models_readiness_asks_the_users_healthy() -> None:
     from zeroserve import predictor
-    from zeroserve.adapter import PredictorModel
-    from zeroserve.decorator import declaration_of
+    from zeroserve.serving.kserve_model import PredictorModel
+    from zeroserve.spec.decorator import declaration_of
 
     class Flaky:
         alive = True

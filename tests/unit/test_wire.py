@@ -9,9 +9,9 @@ import httptools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zeroserve.http_answers import json_response
 from zeroserve.local.upstream import Replica, ReplicaState, UpstreamConnection, describe_exit
 from zeroserve.local.wire import Request
+from zeroserve.serving.http_answers import json_response
 
 
 def test_a_chunked_request_is_forwarded_with_a_content_length() -> None:

@@ -1,0 +1,208 @@
+"""CLI commands against a cluster: deploy, status, rollout, promote, rollback, delete."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from zeroserve.errors import UsageError
+from zeroserve.settings import Settings
+
+kubeconfig_option = click.option("--kubeconfig", default=None, help="Path to a kubeconfig.")
+namespace_option = click.option("--namespace", "-n", default="default", show_default=True)
+
+
+def _cluster(kubeconfig: str | None) -> Any:
+    from zeroserve.targets.kserve.cluster import Cluster
+
+    return Cluster(kubeconfig)
+
+
+@click.command("deploy")
+@click.argument("target", metavar="PATH[:CLASS]")
+@namespace_option
+@kubeconfig_option
+@click.option("--repository", default=None, help="Artifact repository for the code package.")
+@click.option("--image", default=None, help="A custom runtime image.")
+@click.option("--service-account", default=None, help="Service account bound to credentials.")
+@click.option("--wait/--no-wait", default=False, help="Wait until the model is ready.")
+@click.option("--timeout", default=600.0, show_default=True, help="Seconds to wait.")
+@click.option("--force", is_flag=True, help="Take over fields another field manager owns.")
+@click.pass_obj
+def deploy_command(
+    settings: Settings,
+    target: str,
+    namespace: str,
+    kubeconfig: str | None,
+    repository: str | None,
+    image: str | None,
+    service_account: str | None,
+    wait: bool,
+    timeout: float,
+    force: bool,
+) -> None:
+    """Package PATH, push its code, and server-side apply its InferenceServices."""
+    from zeroserve.cli.build import _repository
+    from zeroserve.serving.loader import find_predictors
+    from zeroserve.targets.kserve.package import publish
+    from zeroserve.targets.kserve.render import RenderOptions, render_inference_service
+
+    found = find_predictors(target)
+    cluster = _cluster(kubeconfig)
+    cluster.list_models(namespace)  # fail fast (no cluster, KServe or rights) before any push
+    with tempfile.TemporaryDirectory() as scratch:
+        code_uri, _ = publish(found, _repository(settings, repository), Path(scratch))
+    options = RenderOptions(
+        namespace=namespace, code_uri=code_uri, image=image, service_account=service_account
+    )
+    for item in found:
+        applied = cluster.apply(
+            render_inference_service(item.declaration.spec, options), force=force
+        )
+        generation = applied["metadata"].get("generation")
+        click.echo(f"inferenceservice/{item.name} applied in {namespace} (generation {generation})")
+        if wait:
+            _wait_ready(cluster, item.name, namespace, timeout)
+
+
+def _wait_ready(cluster: Any, name: str, namespace: str, timeout: float) -> None:
+    from zeroserve.targets.kserve.cluster import ModelStatus
+
+    deadline = time.monotonic() + timeout
+    console = Console(stderr=True)
+    with console.status(f"waiting for {name}") as spinner:
+        while True:
+            status = ModelStatus.of(cluster.get(name, namespace))
+            if status.ready:
+                break
+            pending = [c for c in status.conditions if c.get("status") != "True"]
+            detail = (
+                "; ".join(
+                    f"{c.get('type')}: {c.get('reason') or ''} {c.get('message') or ''}".strip()
+                    for c in pending
+                )
+                or "no conditions reported yet"
+            )
+            if time.monotonic() > deadline:
+                raise UsageError(
+                    f"{name} not ready after {timeout:.0f}s; last conditions: {detail}"
+                )
+            spinner.update(f"waiting for {name}: {detail}")
+            time.sleep(1)
+    click.echo(f"{name} is ready at {status.url}")
+
+
+@click.command("status")
+@click.argument("name", required=False)
+@namespace_option
+@kubeconfig_option
+@click.option(
+    "-o", "--output", "output_format", type=click.Choice(["table", "json"]), default="table"
+)
+@click.option("--drift", is_flag=True, help="With NAME: ask the model itself for its input drift.")
+@click.option("--local", is_flag=True, help="Ask a local `zeroserve serve` instead of a cluster.")
+@click.option("--url", default="http://127.0.0.1:8080", show_default=True, help="With --local.")
+def status_command(
+    name: str | None,
+    namespace: str,
+    kubeconfig: str | None,
+    output_format: str,
+    drift: bool,
+    local: bool,
+    url: str,
+) -> None:
+    """One line per model, or NAME's conditions and recent events (--local: state, replicas,
+    held requests and the last cold start of each model on a local `zeroserve serve`)."""
+    if local:
+        from zeroserve.cli.local_status import print_local_status
+
+        print_local_status(url, name, output_format)
+        return
+    from zeroserve.targets.kserve.cluster import ModelStatus
+
+    cluster = _cluster(kubeconfig)
+    items = [cluster.get(name, namespace)] if name else cluster.list_models(namespace)
+    statuses = [ModelStatus.of(item) for item in items]
+    replicas = {status.name: cluster.replicas(status.name, namespace) for status in statuses}
+    if output_format == "json":
+        rows = [{**status.__dict__, "replicas": replicas[status.name]} for status in statuses]
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("name", "ready", "url", "replicas", "latest", "previous", "traffic")
+    for status in statuses:
+        traffic = ", ".join(f"{rev} {pct}%" for rev, pct in status.traffic.items())
+        table.add_row(
+            status.name,
+            "yes" if status.ready else "no",
+            status.url,
+            str(replicas[status.name]),
+            status.latest_revision,
+            status.previous_revision,
+            traffic,
+        )
+    Console().print(table)
+    if name:
+        for condition in statuses[0].conditions:
+            click.echo(
+                f"condition {condition.get('type')}={condition.get('status')} "
+                f"{condition.get('reason') or ''} {condition.get('message') or ''}".rstrip()
+            )
+        for event in cluster.events(name, namespace)[-10:]:
+            click.echo(f"event {event['type']} {event['reason']}: {event['message']}")
+        if drift and statuses[0].ready and statuses[0].url:
+            from zeroserve.cli.local_status import print_drift
+
+            print_drift(statuses[0].url, name)
+
+
+@click.command("rollout")
+@click.argument("name")
+@click.option(
+    "--canary",
+    type=click.IntRange(0, 100),
+    required=True,
+    help="Percent of traffic for the latest revision.",
+)
+@namespace_option
+@kubeconfig_option
+def rollout_command(name: str, canary: int, namespace: str, kubeconfig: str | None) -> None:
+    """Send CANARY percent of NAME's traffic to its latest revision."""
+    _cluster(kubeconfig).set_canary(name, namespace, canary)
+    click.echo(f"{name}: latest revision gets {canary}% of traffic")
+
+
+@click.command("promote")
+@click.argument("name")
+@namespace_option
+@kubeconfig_option
+def promote_command(name: str, namespace: str, kubeconfig: str | None) -> None:
+    """Give NAME's latest revision all traffic."""
+    _cluster(kubeconfig).set_canary(name, namespace, None)
+    click.echo(f"{name}: latest revision promoted to 100% of traffic")
+
+
+@click.command("rollback")
+@click.argument("name")
+@namespace_option
+@kubeconfig_option
+def rollback_command(name: str, namespace: str, kubeconfig: str | None) -> None:
+    """Send all of NAME's traffic back to the last revision that rolled out."""
+    _cluster(kubeconfig).set_canary(name, namespace, 0)
+    click.echo(f"{name}: traffic back to the previous revision")
+
+
+@click.command("delete")
+@click.argument("name")
+@namespace_option
+@kubeconfig_option
+def delete_command(name: str, namespace: str, kubeconfig: str | None) -> None:
+    """Delete NAME's InferenceService."""
+    _cluster(kubeconfig).delete(name, namespace)
+    click.echo(f"inferenceservice/{name} deleted from {namespace}")

@@ -1,0 +1,159 @@
+"""``zeroserve serve`` (the activator, or --direct) and ``zeroserve predict`` (a client)."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from zeroserve.errors import UsageError
+from zeroserve.settings import ServerSettings, Settings
+from zeroserve.telemetry.logs import configure_logging
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from zeroserve.coldstart import StartupTimeline
+    from zeroserve.serving.materialize import ModelFolders
+
+SettingsModel = TypeVar("SettingsModel", bound="BaseModel")
+REMOTE = re.compile(r"^[a-z][a-z0-9+.-]*://")
+EXIT_FAILURE = 1
+
+
+SERVER_FLAGS = ("port", "host", "max_body_size", "max_header_size", "access_log")
+
+
+@click.command()
+@click.argument("target", metavar="PATH[:CLASS]")
+@click.option("--port", type=int, default=None, help="Port to listen on [default: 8080].")
+@click.option("--host", default=None, help="Address to bind [default: 127.0.0.1].")
+@click.option("--max-body-size", default=None, help="Largest request body, e.g. 32MiB.")
+@click.option("--max-header-size", default=None, help="Largest request head, e.g. 64KiB.")
+@click.option("--access-log/--no-access-log", default=None, help="Log one line per request.")
+@click.option(
+    "--direct",
+    is_flag=True,
+    help="Serve every model in this one process, loaded now and never scaled (what a cluster "
+    "pod runs: Knative scales pods there).",
+)
+@click.option(
+    "--fork/--no-fork",
+    default=None,
+    help="Fork workers from a process that imported the model code once [default: fork].",
+)
+@click.option("--queue-limit", type=int, default=None, help="Requests held per model at zero.")
+@click.option("--start-timeout", type=float, default=None, help="Seconds a start may take.")
+@click.pass_obj
+def serve(settings: Settings, /, target: str, direct: bool, **flags: Any) -> None:
+    """Serve the @predictor classes in PATH (a .py file or a folder of them, or the URI of a
+    code artifact made by `zeroserve package`).
+
+    Each model starts on its first request and scales back to zero when idle; add --direct to
+    load them all in this process instead."""
+    server_flags = {key: flags.pop(key) for key in SERVER_FLAGS}
+    server_settings = _with_flags(settings.server, server_flags)
+    local_settings = _with_flags(settings.local, flags)
+    configure_logging()
+    from zeroserve.coldstart import ModelCache, StartupTimeline
+
+    timeline = StartupTimeline()
+    from zeroserve.serving.loader import python_files
+    from zeroserve.serving.materialize import ModelFolders, model_uris_in
+
+    folders = ModelFolders(ModelCache(settings.cache.root, settings.cache.budget), timeline)
+    try:
+        if REMOTE.match(target):  # a code artifact, as the cluster runtime gets it
+            target = str(folders.code_folder(target))
+        if not direct:
+            activated = settings.model_copy(
+                update={"server": server_settings, "local": local_settings}
+            )
+            _serve_activated(target, activated)
+            return
+        folders.prefetch(model_uris_in(python_files(target)))  # overlaps with the imports below
+        _serve_found(target, server_settings, folders, timeline)
+    finally:
+        folders.close()
+
+
+def _serve_activated(target: str, settings: Settings) -> None:
+    from zeroserve.local.activator import Activator
+    from zeroserve.serving.sockets import bind_socket
+
+    sock = bind_socket(settings.server.host, settings.server.port)
+    Activator(target, settings).serve(sock)
+
+
+def _serve_found(
+    target: str, settings: ServerSettings, folders: ModelFolders, timeline: StartupTimeline
+) -> None:
+    with timeline.phase("imports"):
+        from zeroserve.serving.kserve_model import serving_model
+        from zeroserve.serving.loader import find_predictors
+        from zeroserve.serving.server import LocalModelServer
+        from zeroserve.serving.sockets import bind_socket
+
+        found = find_predictors(target)
+    sock = bind_socket(settings.host, settings.port)
+    model_dirs = {item.name: folders.folder_for(item) for item in found}
+    models = [
+        serving_model(item.cls, item.declaration, model_dirs[item.name], timeline) for item in found
+    ]
+    where = f"http://{settings.host}:{sock.getsockname()[1]}"
+    names = ", ".join(model.name for model in models)
+    click.secho(f"zeroserve: serving {names} on {where} (docs at {where}/docs)", err=True)
+    LocalModelServer(settings).serve(models, sock, timeline)
+
+
+def _with_flags(base: SettingsModel, flags: dict[str, Any]) -> SettingsModel:
+    """``base`` with the flags that were given; a bad value is a usage error naming the flag."""
+    from pydantic import ValidationError
+
+    from zeroserve.spec.spec import describe_validation_error
+
+    given = {key: value for key, value in flags.items() if value is not None}
+    try:
+        return type(base).model_validate({**base.model_dump(), **given})
+    except ValidationError as exc:
+        raise UsageError(describe_validation_error(exc).replace("_", "-")) from None
+
+
+@click.command()
+@click.argument("name")
+@click.option("--data", required=True, help="Request body: JSON text, or @FILE to read it.")
+@click.option("--url", default="http://127.0.0.1:8080", show_default=True, help="Server URL.")
+@click.option("--v2", "use_v2", is_flag=True, help="Send to the v2 (Open Inference) route.")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for an answer.")
+def predict(name: str, data: str, url: str, use_v2: bool, timeout: float) -> None:
+    """Send one prediction request to model NAME and print the response."""
+    import httpx
+
+    body = _read_body(data)
+    route = f"/v2/models/{name}/infer" if use_v2 else f"/v1/models/{name}:predict"
+    try:
+        response = httpx.post(url.rstrip("/") + route, json=body, timeout=timeout)
+    except httpx.TransportError as exc:
+        raise UsageError(
+            f"no answer from {url} ({type(exc).__name__}); is `zeroserve serve` running there?"
+        ) from None
+    click.echo(response.text)
+    if response.is_error:
+        sys.exit(EXIT_FAILURE)
+
+
+def _read_body(data: str) -> Any:
+    text = data
+    if data.startswith("@"):
+        path = Path(data[1:])
+        if not path.is_file():
+            raise UsageError(f"--data {data}: no such file")
+        text = path.read_text()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--data is not valid JSON: {exc}") from None

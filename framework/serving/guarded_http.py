@@ -1,0 +1,149 @@
+"""uvicorn's HTTP/1.1 protocol with the limits it leaves out, for the servers KServe runs.
+
+uvicorn (httptools) bounds neither the size of a request's line and headers nor the time they
+or a body may take, and it never closes a connection that says nothing. This subclass adds,
+from ``ServerSettings``: the request line and headers at most ``max_header_size`` (431), the head
+within ``header_timeout`` of its first byte (408), no pause in a body over ``body_timeout``
+(408), and a connection that sends nothing within ``header_timeout`` closed. Idle keep-alive
+connections are closed by uvicorn's own ``timeout_keep_alive``. The answers are the activator's,
+from the error table. The callbacks only note times; one sweep a second applies the limits, so
+the warm path sets no timer per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from zeroserve.errors import HeadersTooLarge, RequestError, RequestTimeout
+from zeroserve.serving.http_answers import error_response
+from zeroserve.settings import ServerSettings
+
+SWEEP_EVERY_S = 1.0
+
+
+class Phase(enum.Enum):
+    SILENT = "connected, nothing sent yet"
+    HEAD = "reading a request line and headers"
+    BODY = "reading a body"
+    ANSWERING = "the request is complete"
+
+
+class _Refused(Exception):
+    """Raised in a parser callback after a refusal, to stop parsing the rest."""
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """``HttpToolsProtocol`` with head-size, head-time and body-pause limits."""
+
+    limits = ServerSettings()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.phase = Phase.SILENT
+        self.since = self.last_read = time.monotonic()
+        self.head_bytes = 0
+        self.received = 0  # bytes so far on this connection
+        self.head_window = 0  # ``received`` before the chunk in which the last head ended
+        self.chunk_start = 0
+        self.refused = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        _watch(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        _WATCHED.discard(self)
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self.refused:
+            return
+        self.last_read = time.monotonic()
+        self.chunk_start = self.received
+        self.received += len(data)
+        if self.phase is not Phase.BODY:
+            self.head_bytes += len(data)
+        super().data_received(data)
+        if self.phase is Phase.HEAD and self.head_bytes > self.limits.max_header_size:
+            self.refuse(HeadersTooLarge(limit_bytes=self.limits.max_header_size))
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.phase = Phase.HEAD
+        self.since = time.monotonic()
+
+    def on_headers_complete(self) -> None:
+        # This head lies within the bytes received since the chunk where the last one ended;
+        # only when those are over the limit can the head be, so only then is it measured.
+        limit = self.limits.max_header_size
+        over = self.received - self.head_window > limit and _head_size(self) > limit
+        self.head_bytes, self.head_window = 0, self.chunk_start
+        if over:
+            self.refuse(HeadersTooLarge(limit_bytes=self.limits.max_header_size))
+            raise _Refused  # stops the parser; uvicorn's own 400 is skipped below
+        self.phase = Phase.BODY
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self.phase = Phase.ANSWERING
+        super().on_message_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        if not self.refused:  # uvicorn answering a parser error (or our stop of the parser)
+            super().send_400_response(msg)
+
+    def check(self, now: float) -> None:
+        """Refuse a head or body that stalled; close a connection that never spoke."""
+        limits = self.limits
+        if self.phase is Phase.HEAD and now - self.since > limits.header_timeout:
+            self.refuse(RequestTimeout(phase="headers", limit_s=limits.header_timeout))
+        elif self.phase is Phase.BODY and now - self.last_read > limits.body_timeout:
+            self.refuse(RequestTimeout(phase="body", limit_s=limits.body_timeout))
+        elif self.phase is Phase.SILENT and now - self.since > limits.header_timeout:
+            self.refuse(None)
+
+    def refuse(self, error: RequestError | None) -> None:
+        """Answer ``error`` (none for a silent client) unless an answer is under way; close."""
+        if self.refused or self.transport.is_closing():
+            return
+        self.refused = True
+        started = self.cycle is not None and self.cycle.response_started
+        if error is not None and not started:
+            self.transport.write(error_response(error))
+        if self.cycle is not None:
+            self.cycle.disconnected = True
+        self.transport.close()
+
+
+def _head_size(connection: GuardedHttpToolsProtocol) -> int:
+    return len(connection.url) + sum(len(k) + len(v) + 4 for k, v in connection.headers)
+
+
+_WATCHED: set[GuardedHttpToolsProtocol] = set()
+_SWEEPING: list[asyncio.TimerHandle] = []
+
+
+def _watch(connection: GuardedHttpToolsProtocol) -> None:
+    _WATCHED.add(connection)
+    if not _SWEEPING:
+        _SWEEPING.append(connection.loop.call_later(SWEEP_EVERY_S, _sweep, connection.loop))
+
+
+def _sweep(loop: asyncio.AbstractEventLoop) -> None:
+    """Every second while connections are open: let each apply its limits."""
+    _SWEEPING.clear()
+    now = time.monotonic()
+    for connection in list(_WATCHED):
+        connection.check(now)
+    if _WATCHED:
+        _SWEEPING.append(loop.call_later(SWEEP_EVERY_S, _sweep, loop))
+
+
+def guarded_protocol(limits: ServerSettings) -> type[GuardedHttpToolsProtocol]:
+    """The protocol class for a server with ``limits``."""
+    return type("GuardedHttpTools", (GuardedHttpToolsProtocol,), {"limits": limits})

@@ -1,0 +1,168 @@
+"""A thin ``kserve.Model`` over the engine-neutral ``PredictorRunner``.
+
+KServe decodes the request (a v1 dict or a v2 ``InferRequest``) and encodes the answer; the
+runner does everything in between. Only this module (and the server) knows KServe's types.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zeroserve.coldstart import StartupTimeline
+from zeroserve.errors import InvalidPayload, PredictError, UnencodableResult
+from zeroserve.serving._kserve import kserve_argv
+from zeroserve.serving.batching import BatcherPool, BatchObserver
+from zeroserve.serving.runner import PredictorRunner, describe_result
+from zeroserve.spec.decorator import Declaration
+
+with kserve_argv():
+    import kserve
+    from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+    from kserve.utils.numpy_codec import from_np_dtype
+
+
+class PredictorModel(kserve.Model):  # type: ignore[misc]
+    """A ``kserve.Model`` whose request path is a ``PredictorRunner``.
+
+    Readiness (KServe's ``ready``) is the runner's: true only after ``load()`` and ``warmup()``.
+    """
+
+    def __init__(
+        self,
+        user_class: type,
+        declaration: Declaration,
+        model_dir: Path | None,
+        batch_observer: BatchObserver | None = None,
+        timeline: StartupTimeline | None = None,
+    ) -> None:
+        self.runner = PredictorRunner(user_class, declaration, model_dir, batch_observer, timeline)
+        super().__init__(declaration.spec.name)
+
+    @property
+    def ready(self) -> bool:
+        return self.runner.ready
+
+    @ready.setter
+    def ready(self, value: bool) -> None:  # kserve.Model's own __init__ sets it
+        self.runner.ready = value
+
+    @property
+    def declaration(self) -> Declaration:
+        return self.runner.declaration
+
+    @property
+    def instance(self) -> Any:
+        """The user's predictor object."""
+        return self.runner.instance
+
+    @property
+    def batchers(self) -> BatcherPool | None:
+        return self.runner.batchers
+
+    async def load_in_server(self) -> None:
+        """Run the user's load() and warmup(); raise LoadError naming the phase that failed."""
+        await self.runner.load()
+
+    async def close_in_server(self) -> None:
+        """Run the user's optional close() once the server stopped."""
+        await self.runner.close()
+
+    async def healthy(self) -> bool:
+        """KServe's readiness routes answer from this."""
+        return await self.runner.healthy()
+
+    async def predict(
+        self,
+        payload: dict[str, Any] | InferRequest,
+        headers: dict[str, str] | None = None,
+        response_headers: dict[str, str] | None = None,
+    ) -> dict[str, Any] | InferResponse:
+        if isinstance(payload, InferRequest):
+            inputs = {tensor.name: _tensor_values(tensor) for tensor in payload.inputs}
+            result = await self.runner.predict_v2(inputs, payload.parameters, headers)
+            return self._v2_response(payload, result)
+        return {"predictions": await self.runner.predict_v1(payload, headers)}
+
+    def _v2_response(self, request: InferRequest, result: Any) -> InferResponse:
+        try:
+            array = np.asarray(result)
+        except ValueError as exc:  # ragged lists
+            raise UnencodableResult(
+                model=self.name,
+                returned=describe_result(result),
+                declared=self.declaration.signature.returns_text,
+                reason=f"a v2 tensor must be rectangular ({exc})",
+            ) from None
+        if array.dtype.kind in "USO":
+            array = array.astype(np.object_)
+        try:
+            datatype = from_np_dtype(array.dtype)
+        except Exception:
+            datatype = None
+        if datatype is None:
+            raise PredictError(
+                model=self.name,
+                cause=TypeError(f"predict() returned {array.dtype} values, not a tensor type"),
+            )
+        output = InferOutput(name="output-0", shape=list(array.shape), datatype=datatype)
+        output.set_data_from_numpy(array, binary_data=False)
+        return InferResponse(
+            model_name=self.name,
+            infer_outputs=[output],
+            response_id=request.id or str(uuid.uuid4()),
+        )
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        """v2 metadata: the instances input with the JSON schema of what it accepts."""
+        signature = self.declaration.signature
+        return [
+            {
+                "name": signature.instances.name,
+                "datatype": "BYTES" if _is_text(signature.instances_schema()) else "FP64",
+                "shape": [-1],
+            }
+        ]
+
+
+def serving_model(
+    user_class: type,
+    declaration: Declaration,
+    model_dir: Path | None,
+    timeline: StartupTimeline | None = None,
+) -> PredictorModel:
+    """The ``kserve.Model`` for a predictor class: also on the OpenAI routes when it answers them
+    (those routes need vLLM's request types, so that bridge is imported only then)."""
+    if declaration.openai:
+        from zeroserve.llm.openai_routes import openai_model_class
+
+        return openai_model_class()(user_class, declaration, model_dir, timeline=timeline)
+    return PredictorModel(user_class, declaration, model_dir, timeline=timeline)
+
+
+def _tensor_values(tensor: Any) -> Any:
+    """A v2 input tensor's data as nested lists; InvalidPayload when its data does not fit its
+    shape and datatype, or holds NaN or infinite numbers (which v1's JSON refuses too)."""
+    try:
+        array = tensor.as_numpy()
+    except (ValueError, OverflowError, TypeError) as exc:
+        raise InvalidPayload(
+            f"inputs[{tensor.name}]: the data does not fit shape {tensor.shape} and datatype "
+            f"{tensor.datatype} ({exc}); send exactly as many values as the shape holds, each "
+            "in the datatype's range"
+        ) from None
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise InvalidPayload(
+            f"inputs[{tensor.name}]: NaN and infinite numbers are not accepted (JSON has none); "
+            "send finite numbers"
+        )
+    return array.tolist()
+
+
+def _is_text(schema: dict[str, Any]) -> bool:
+    while schema.get("type") == "array" and isinstance(schema.get("items"), dict):
+        schema = schema["items"]
+    return schema.get("type") == "string"

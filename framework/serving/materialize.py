@@ -1,0 +1,98 @@
+"""Model folders for serving: local paths as they are, remote URIs through the shared cache.
+
+Fetching starts before the user's module is imported (the URIs are read from the source with
+``ast``), so the download overlaps with importing KServe and the model's libraries.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from zeroserve.coldstart import ColdStartError, Lease, ModelCache, StartupTimeline, resolve
+from zeroserve.coldstart.artifacts import local_folder
+from zeroserve.errors import UsageError
+from zeroserve.serving.loader import FoundPredictor
+
+logger = logging.getLogger("zeroserve")
+
+
+def model_uris_in(files: list[Path]) -> list[str]:
+    """The literal ``model_uri="..."`` arguments of ``@predictor(...)`` in these files."""
+    found = []
+    for file in files:
+        try:
+            tree = ast.parse(file.read_text(), filename=str(file))
+        except (OSError, SyntaxError, ValueError):
+            continue  # the import that follows reports it properly
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "predictor":
+                for keyword in node.keywords:
+                    value = keyword.value
+                    if keyword.arg == "model_uri" and isinstance(value, ast.Constant):
+                        found.append(str(value.value))
+    return found
+
+
+class ModelFolders:
+    """Fetches remote model URIs into the cache (in the background) and hands out folders."""
+
+    def __init__(self, cache: ModelCache, timeline: StartupTimeline) -> None:
+        self.cache = cache
+        self.timeline = timeline
+        self._pool = ThreadPoolExecutor(4, thread_name_prefix="zeroserve-fetch")
+        self._pending: dict[str, Future[Lease]] = {}
+        self.leases: list[Lease] = []
+
+    def prefetch(self, uris: list[str]) -> None:
+        """Start fetching every remote URI now."""
+        for uri in uris:
+            if local_folder(uri) is None and uri not in self._pending:
+                self._pending[uri] = self._pool.submit(self._fetch, uri)
+
+    def _fetch(self, uri: str) -> Lease:
+        with self.timeline.phase("fetch", uri=uri) as phase:
+            lease = self.cache.materialize(resolve(uri), notice=logger.info)
+            phase.details.update(hit=lease.hit, bytes=lease.fetched_bytes, digest=lease.digest)
+        state = "cache hit" if lease.hit else f"fetched {lease.fetched_bytes} bytes"
+        logger.info("model %s: %s (%s)", uri, state, lease.path)
+        return lease
+
+    def code_folder(self, uri: str) -> Path:
+        """Fetch a code artifact (from `zeroserve package`) and return its folder."""
+        with self.timeline.phase("fetch_code", uri=uri):
+            try:
+                lease = self.cache.materialize(resolve(uri), notice=logger.info)
+            except ColdStartError as exc:
+                raise UsageError(f"code artifact {uri}: {exc}") from None
+        self.leases.append(lease)
+        return lease.path
+
+    def folder_for(self, found: FoundPredictor) -> Path:
+        """The folder handed to load(): model_uri's (fetched if remote) or the source's folder."""
+        uri = found.declaration.spec.model_uri
+        if uri is None:
+            return found.source.parent
+        local = local_folder(uri, base=found.source.parent)
+        if local is not None:
+            if not local.is_dir():
+                raise UsageError(f"model '{found.name}': model_uri folder {local} does not exist")
+            return local.resolve()
+        self.prefetch([uri])
+        try:
+            lease = self._pending[uri].result()
+        except ColdStartError as exc:
+            raise UsageError(f"model '{found.name}': {exc}") from None
+        self.leases.append(lease)  # held while serving: the entry is never evicted under us
+        return lease.path
+
+    def stop_fetching(self) -> None:
+        """Join the fetch threads (a process must be single-threaded before it forks)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for lease in self.leases:
+            lease.release()

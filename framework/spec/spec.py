@@ -1,0 +1,161 @@
+"""PredictorSpec: the validated, frozen declaration that every runtime reads."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Self
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from zeroserve.errors import InvalidPayload, SpecError
+from zeroserve.llm.engine import LLMEngine
+from zeroserve.spec.fields import (
+    DNS_LABEL,
+    DNS_LABEL_MAX,
+    ENV_NAME,
+    MAX_BATCH_SIZE,
+    MAX_LATENCY_MS,
+    QUANTITY,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+)
+
+
+def name_from_class(class_name: str) -> str:
+    """A DNS-1123 label from a class name: ``IrisClassifier`` -> ``iris-classifier``."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "-", class_name)
+    label = re.sub(r"[^a-z0-9-]+", "-", spaced.lower()).strip("-")
+    return re.sub(r"-{2,}", "-", label)[:DNS_LABEL_MAX].strip("-") or "model"
+
+
+class Batching(BaseModel):
+    """How concurrent requests to one replica are grouped into one predict() call."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_batch_size: Annotated[int, Field(gt=0, le=MAX_BATCH_SIZE)] = 32
+    max_latency_ms: Annotated[float, Field(ge=0, le=MAX_LATENCY_MS, allow_inf_nan=False)] = 5.0
+    split: bool = True
+
+
+class PredictorSpec(BaseModel):
+    """Everything a runtime needs to know about a predictor, validated once."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    model_uri: str | None = None
+    min_replicas: NonNegativeInt = 0
+    max_replicas: PositiveInt = 1
+    concurrency: PositiveInt = 8
+    scale_to_zero_after: PositiveFloat = 120.0
+    batching: Batching | None = None
+    cpu: str | None = "1"
+    memory: str | None = "1Gi"
+    gpu: NonNegativeInt = 0
+    env: dict[str, str] = Field(default_factory=dict)
+    llm: LLMEngine | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_dns_label(cls, name: str) -> str:
+        if len(name) > DNS_LABEL_MAX or not DNS_LABEL.match(name):
+            raise ValueError(
+                f"must be a DNS-1123 label (lowercase letters, digits and '-', starting and "
+                f"ending with a letter or digit, at most {DNS_LABEL_MAX} characters), "
+                f"e.g. name='{name_from_class(name)}'"
+            )
+        return name
+
+    @field_validator("cpu", "memory")
+    @classmethod
+    def _is_quantity(cls, value: str | None) -> str | None:
+        if value is not None and not QUANTITY.match(value):
+            raise ValueError(
+                "must be a Kubernetes quantity such as cpu='500m', cpu='2', memory='512Mi' "
+                "or memory='4Gi'"
+            )
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        for key in env:
+            if not ENV_NAME.match(key):
+                raise ValueError(
+                    f"environment variable name '{key}' is invalid: use letters, digits and '_', "
+                    "not starting with a digit"
+                )
+        return env
+
+    @model_validator(mode="after")
+    def _replicas_in_order(self) -> Self:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"min_replicas={self.min_replicas} is greater than max_replicas="
+                f"{self.max_replicas}; set max_replicas >= {self.min_replicas} or lower "
+                "min_replicas (0 lets the model scale to zero)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _llm_fits(self) -> Self:
+        if self.llm is None:
+            return self
+        if self.batching is not None:
+            raise ValueError(
+                "an LLM predictor batches continuously inside vLLM; remove batching=... "
+                "(max_num_seqs in llm=... bounds how many sequences share a step)"
+            )
+        if self.gpu and self.llm.tensor_parallel_size > self.gpu:
+            raise ValueError(
+                f"llm.tensor_parallel_size={self.llm.tensor_parallel_size} needs that many "
+                f"GPUs but gpu={self.gpu}; set gpu={self.llm.tensor_parallel_size}"
+            )
+        return self
+
+
+def build_spec(owner: str, fields: dict[str, Any]) -> PredictorSpec:
+    """Validate ``fields`` into a PredictorSpec, or raise SpecError naming key, value, fix."""
+    try:
+        return PredictorSpec(**fields)
+    except ValidationError as exc:
+        raise SpecError(f"@predictor on {owner}: {describe_validation_error(exc)}") from None
+
+
+def describe_validation_error(exc: ValidationError, model: type[BaseModel] | None = None) -> str:
+    """One readable sentence per problem: the key, the value given, and what is accepted
+    (the fields of ``model``, by default the decorator's arguments)."""
+    problems = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "arguments"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            accepted = ", ".join((model or PredictorSpec).model_fields)
+            problems.append(f"unknown argument '{key}'; accepted arguments are: {accepted}")
+        elif "input" in error and error["type"] != "missing" and key != "arguments":
+            problems.append(f"{key}={error['input']!r} is invalid: {message}")
+        else:
+            problems.append(message)
+    return "; ".join(problems)
+
+
+def changed_batching(current: Batching, changes: object) -> Batching:
+    """``current`` with a client's changes merged in; InvalidPayload naming what is wrong.
+    The one check of a batching change, wherever it arrives (activator or server)."""
+    if not isinstance(changes, dict):
+        raise InvalidPayload(
+            'batching: the body must be a JSON object of settings, e.g. {"max_latency_ms": 2}'
+        )
+    try:
+        return Batching.model_validate({**current.model_dump(), **changes})
+    except ValidationError as exc:
+        raise InvalidPayload(f"batching: {describe_validation_error(exc, Batching)}") from None

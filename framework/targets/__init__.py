@@ -1,0 +1,1 @@
+"""Where a spec is deployed beyond this machine. Never imports the local runtime."""

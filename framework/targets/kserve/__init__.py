@@ -1,0 +1,1 @@
+"""KServe on Knative: the InferenceService, the code artifact and the cluster client."""

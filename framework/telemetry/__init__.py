@@ -1,0 +1,1 @@
+"""What a server reports: Prometheus metrics, OpenTelemetry spans, JSON log lines, drift."""
