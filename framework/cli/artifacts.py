@@ -17,7 +17,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from zeroserve.coldstart import ModelCache, list_versions, push, resolve
+from zeroserve.coldstart import ArtifactNotFound, ModelCache, list_versions, push, resolve
+from zeroserve.errors import UsageError
 from zeroserve.settings import Settings, parse_size
 
 
@@ -83,8 +84,14 @@ def models_group() -> None:
 @click.argument("location", metavar="REPOSITORY/NAME")
 def models_ls(location: str) -> None:
     """List the versions pushed under REPOSITORY/NAME, oldest first."""
+    versions = list_versions(location)
+    if not versions:
+        raise ArtifactNotFound(
+            f"{location}: no versions pushed there; check the repository and name, or push "
+            "one with `zeroserve push FOLDER REPOSITORY --name NAME --version v1`"
+        )
     table = Table("version", "digest", "files", "bytes", "created", "labels")
-    for manifest in list_versions(location):
+    for manifest in versions:
         created = datetime.datetime.fromtimestamp(manifest.created, datetime.UTC)
         labels = ",".join(f"{k}={v}" for k, v in sorted(manifest.labels.items()))
         table.add_row(
@@ -111,8 +118,14 @@ def models_ls(location: str) -> None:
 def cache_group(ctx: click.Context, root: Path | None, budget: str | None) -> None:
     """Inspect and maintain the local model cache."""
     settings: Settings = ctx.obj
-    size = settings.cache.budget if budget is None else parse_size(budget)
-    ctx.obj = ModelCache(root or settings.cache.root, int(str(size)))
+    try:
+        size = settings.cache.budget if budget is None else parse_size(budget)
+    except ValueError as exc:
+        raise UsageError(f"--budget: {exc}") from None
+    folder = root or settings.cache.root
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--cache {folder} is a file; pass a folder (it is made if missing)")
+    ctx.obj = ModelCache(folder, int(str(size)))
 
 
 @cache_group.command("ls")

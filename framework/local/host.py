@@ -16,6 +16,7 @@ import signal
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from zeroserve.errors import ServeFailed
 from zeroserve.local.background import Background
@@ -34,6 +35,7 @@ from zeroserve.local.protocol import (
     Hello,
     HostFailed,
     Reassembler,
+    StopWorker,
     WorkerOptions,
     packets,
 )
@@ -51,6 +53,18 @@ class HostLost:
 
 
 HostEvent = FromChild | HostLost
+
+
+class WorkerLauncher(Protocol):
+    """What a pool needs of the model host: ``ModelHost``, or a fake in the pool's unit tests."""
+
+    fork: bool
+
+    async def launch(self, model: str, replica_id: str, options: WorkerOptions) -> None: ...
+
+    def stop_worker(self, pid: int | None, kill: bool = False) -> None: ...
+
+
 EventHandler = Callable[[HostEvent], None]
 HOST_STOP_S = 40.0
 HOST_RESTART_BACKOFF_S = (0.0, 1.0, 2.0, 5.0, 10.0, 30.0)
@@ -131,7 +145,7 @@ class ModelHost:
             if isinstance(message, Hello | HostFailed):
                 if self.hello is not None and not self.hello.done():
                     self.hello.set_result(message)
-            else:
+            elif not isinstance(message, Fork | StopWorker):  # commands are the host's to read
                 self.on_event(message)
 
     async def _watch_host(self, process: asyncio.subprocess.Process) -> None:

@@ -8,11 +8,13 @@ import itertools
 import logging
 import time
 from collections import deque
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
 from zeroserve.errors import Unavailable, WorkerUnreachable
 from zeroserve.local.autoscale import Autoscaler
 from zeroserve.local.background import Background
+from zeroserve.local.host import WorkerLauncher
 from zeroserve.local.lifecycle import Lifecycle, ModelState
 from zeroserve.local.metrics import activator_metrics
 from zeroserve.local.protocol import (
@@ -24,6 +26,7 @@ from zeroserve.local.protocol import (
     Stopping,
     WorkerOptions,
 )
+from zeroserve.local.status import ColdStart
 from zeroserve.local.tracing import continue_trace, hold_span
 from zeroserve.local.upstream import Exchange, Replica, ReplicaState, describe_exit
 from zeroserve.local.wire import ClientConnection, Request
@@ -32,16 +35,6 @@ from zeroserve.spec.spec import Batching, PredictorSpec
 from zeroserve.telemetry.logs import log_event, trace_id_of
 
 logger = logging.getLogger("zeroserve")
-
-
-class WorkerLauncher(Protocol):
-    """What a pool needs of the model host: ``ModelHost``, or a fake in the pool's unit tests."""
-
-    fork: bool
-
-    async def launch(self, model: str, replica_id: str, options: WorkerOptions) -> None: ...
-
-    def stop_worker(self, pid: int | None, kill: bool = False) -> None: ...
 
 
 def answer_unavailable(error: Unavailable, client: ClientConnection, request: Request) -> None:
@@ -68,12 +61,14 @@ class ModelPool:
         host: WorkerLauncher,
         settings: LocalSettings,
         options: WorkerOptions,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.clock = clock  # a fake one in the unit tests
         self.name = spec.name
         self.spec = spec
         self.host = host
         self.settings = settings
-        now = time.monotonic()
+        now = self.clock()
         self.lifecycle = Lifecycle(warm=spec.min_replicas > 0)
         self.autoscaler = Autoscaler(
             spec.concurrency, spec.min_replicas, spec.max_replicas, settings.stable_window, now
@@ -84,7 +79,7 @@ class ModelPool:
         self.last_active = now
         self.ids = itertools.count(1)
         self.options = options  # handed to every worker: HTTP limits, a changed batching
-        self.cold_start: dict[str, Any] | None = None
+        self.cold_start: ColdStart | None = None
         self.last_cold_start: dict[str, Any] | None = None
         self.cold_starts = 0
         self.background = Background()
@@ -102,7 +97,7 @@ class ModelPool:
         client.on_lost = task.cancel
 
     async def _route_held(self, request: Request, client: ClientConnection) -> None:
-        held_since = time.monotonic()
+        held_since = self.clock()
         with hold_span(request, self.name):
             await self._route_held_traced(request, client, held_since)
 
@@ -129,7 +124,7 @@ class ModelPool:
         self._forward(request, client, replica, connection)
 
     def _observe_hold(self, since: float) -> None:
-        waited = time.monotonic() - since
+        waited = self.clock() - since
         if waited > 0.001:  # only requests that waited for a start
             activator_metrics().hold.labels(self.name).observe(waited)
 
@@ -145,13 +140,11 @@ class ModelPool:
             activator_metrics().errors.labels(self.name, "502", "WorkerDied").inc()
         if 200 <= exchange.status < 500:
             self.lifecycle.succeeded()
-            if self.cold_start is not None and "first_response_s" not in self.cold_start:
-                self.cold_start["first_response_s"] = round(
-                    time.monotonic() - self.cold_start["t0"], 4
-                )
+            if self.cold_start is not None:
+                self.cold_start.answered(self.clock())
 
     def _count(self, delta: int) -> None:
-        now = time.monotonic()
+        now = self.clock()
         self.in_flight += delta
         self.autoscaler.window.observe(now, self.in_flight + len(self.waiters))
         self.last_active = now
@@ -161,7 +154,7 @@ class ModelPool:
         return min(ready, key=lambda replica: replica.in_flight) if ready else None
 
     async def _wait_for_replica(self) -> Replica:
-        now = time.monotonic()
+        now = self.clock()
         if len(self.waiters) >= self.settings.queue_limit:
             raise self._unavailable(
                 "QueueFull",
@@ -199,17 +192,12 @@ class ModelPool:
     def _begin_cold_start(self, trigger: str) -> None:
         self.cold_starts += 1
         self._scale_event("from_zero")
-        self.cold_start = {
-            "trigger": trigger,
-            "mode": "fork" if self.host.fork else "spawn",
-            "t0": time.monotonic(),
-            "started_at": time.time(),
-        }
+        self.cold_start = ColdStart(trigger, "fork" if self.host.fork else "spawn", self.clock())
         self.start_replica()
 
     def start_replica(self) -> Replica:
         replica = Replica(f"{self.name}-{next(self.ids)}", self.name)
-        replica.started = time.monotonic()
+        replica.started = self.clock()
         self.replicas[replica.id] = replica
         logger.info("model '%s': starting replica %s", self.name, replica.id)
         self.background.keep(self._launch(replica))
@@ -255,16 +243,9 @@ class ModelPool:
         logger.info("model '%s': replica %s ready (pid %s)", self.name, replica.id, replica.pid)
         if self.lifecycle.state is ModelState.STARTING:
             self.lifecycle.ready()
-        if self.cold_start is not None and "ready_s" not in self.cold_start:
-            self.cold_start["ready_s"] = round(time.monotonic() - self.cold_start["t0"], 4)
-            self.cold_start["worker_timeline"] = replica.timeline
-            self.last_cold_start = self.cold_start
-            log_event(
-                logging.INFO,
-                "cold_start",
-                model=self.name,
-                **{key: value for key, value in self.cold_start.items() if key != "t0"},
-            )
+        if self.cold_start is not None and self.cold_start.ready(self.clock(), replica.timeline):
+            self.last_cold_start = self.cold_start.record
+            log_event(logging.INFO, "cold_start", model=self.name, **self.cold_start.record)
         while self.waiters:
             waiter = self.waiters.popleft()
             if not waiter.done():
@@ -278,7 +259,7 @@ class ModelPool:
         replica.close_idle()
         was, replica.state = replica.state, ReplicaState.DRAINING
         ready_left = any(r.state is ReplicaState.READY for r in self.replicas.values())
-        now = time.monotonic()
+        now = self.clock()
         if was is ReplicaState.STARTING:
             reason = replica.error or f"the worker ended ({describe_exit(code)})"
             logger.error(
@@ -326,7 +307,7 @@ class ModelPool:
         return any(r.state is ReplicaState.STARTING for r in self.replicas.values())
 
     def _reject_waiters(self, kind: str, message: str) -> None:
-        error = self._unavailable(kind, message, self.lifecycle.retry_after(time.monotonic()))
+        error = self._unavailable(kind, message, self.lifecycle.retry_after(self.clock()))
         while self.waiters:
             waiter = self.waiters.popleft()
             if not waiter.done():
@@ -356,7 +337,7 @@ class ModelPool:
     # ---- scaling (called every tick) -----------------------------------------------------
     def tick(self) -> None:
         """Close the concurrency bucket; scale out, in, or to zero; restart warm models."""
-        now = time.monotonic()
+        now = self.clock()
         self.autoscaler.window.close_bucket(now)
         for replica in list(self.replicas.values()):
             overdue = now - replica.started > self.settings.start_timeout
@@ -402,7 +383,7 @@ class ModelPool:
 
     def start_warm(self) -> None:
         """min_replicas > 0: start them now, before any request."""
-        if self.lifecycle.warm and self.lifecycle.should_start(time.monotonic()):
+        if self.lifecycle.warm and self.lifecycle.should_start(self.clock()):
             self._begin_cold_start("min_replicas")
             for _ in range(self.spec.min_replicas - 1):
                 self.start_replica()

@@ -9,11 +9,30 @@ if TYPE_CHECKING:
     from zeroserve.local.pool import ModelPool
 
 
+class ColdStart:
+    """One start from zero (or after a failure): what started it, how, and its timings."""
+
+    def __init__(self, trigger: str, mode: str, now: float) -> None:
+        self.began = now
+        self.record: dict[str, Any] = {"trigger": trigger, "mode": mode, "started_at": time.time()}
+
+    def ready(self, now: float, worker_timeline: dict[str, Any]) -> bool:
+        """Note the first replica ready; True the first time only."""
+        if "ready_s" in self.record:
+            return False
+        self.record["ready_s"] = round(now - self.began, 4)
+        self.record["worker_timeline"] = worker_timeline
+        return True
+
+    def answered(self, now: float) -> None:
+        """Note the first answer after the start."""
+        self.record.setdefault("first_response_s", round(now - self.began, 4))
+
+
 def pool_status(pool: ModelPool) -> dict[str, Any]:
     """One model's part of GET /zeroserve/status."""
     now = time.monotonic()
-    last = dict(pool.last_cold_start or {})
-    last.pop("t0", None)
+    last = pool.last_cold_start
     return {
         "state": str(pool.lifecycle.state),
         "replicas": [

@@ -13,27 +13,63 @@ from pathlib import Path
 
 from zeroserve.coldstart import ColdStartError, Lease, ModelCache, StartupTimeline, resolve
 from zeroserve.coldstart.artifacts import local_folder
-from zeroserve.errors import UsageError
+from zeroserve.errors import ServeFailed, UsageError, exit_code_for
 from zeroserve.serving.loader import FoundPredictor
 
 logger = logging.getLogger("zeroserve")
 
 
 def model_uris_in(files: list[Path]) -> list[str]:
-    """The literal ``model_uri="..."`` arguments of ``@predictor(...)`` in these files."""
-    found = []
+    """The ``model_uri`` of every declaration in these files, read from the source.
+
+    Every form the docs show: ``@predictor(model_uri=...)``, ``@zeroserve.predictor(...)``, and
+    a factory such as ``vllm_predictor("name", "s3://...")`` (the second positional argument of
+    a call to a name ending in ``predictor``); the value may be a string or a module-level name
+    bound to one (``MODEL_URI = "s3://..."``).
+    """
+    found: list[str] = []
     for file in files:
         try:
             tree = ast.parse(file.read_text(), filename=str(file))
         except (OSError, SyntaxError, ValueError):
             continue  # the import that follows reports it properly
+        constants = _module_strings(tree)
         for node in ast.walk(tree):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "predictor":
-                for keyword in node.keywords:
-                    value = keyword.value
-                    if keyword.arg == "model_uri" and isinstance(value, ast.Constant):
-                        found.append(str(value.value))
+            if isinstance(node, ast.Call) and _called_name(node).endswith("predictor"):
+                uri = _uri_argument(node, constants)
+                if uri and uri not in found:
+                    found.append(uri)
     return found
+
+
+def _called_name(call: ast.Call) -> str:
+    function = call.func
+    if isinstance(function, ast.Attribute):
+        return function.attr
+    return function.id if isinstance(function, ast.Name) else ""
+
+
+def _module_strings(tree: ast.Module) -> dict[str, str]:
+    """``NAME = "text"`` assignments at the top of a module."""
+    strings = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
+            for target in node.targets:
+                if isinstance(target, ast.Name) and isinstance(node.value.value, str):
+                    strings[target.id] = node.value.value
+    return strings
+
+
+def _uri_argument(call: ast.Call, constants: dict[str, str]) -> str | None:
+    values = [k.value for k in call.keywords if k.arg == "model_uri"]
+    if not values and len(call.args) > 1 and _called_name(call) != "predictor":
+        values = [call.args[1]]  # vllm_predictor(name, model_uri, ...)
+    for value in values:
+        if isinstance(value, ast.Constant) and isinstance(value.value, str):
+            return value.value
+        if isinstance(value, ast.Name) and value.id in constants:
+            return constants[value.id]
+    return None
 
 
 class ModelFolders:
@@ -66,7 +102,8 @@ class ModelFolders:
             try:
                 lease = self.cache.materialize(resolve(uri), notice=logger.info)
             except ColdStartError as exc:
-                raise UsageError(f"code artifact {uri}: {exc}") from None
+                message = f"code artifact {uri}: {exc}"
+                raise ServeFailed(message, exit_code=exit_code_for(exc)) from None
         self.leases.append(lease)
         return lease.path
 
@@ -84,7 +121,8 @@ class ModelFolders:
         try:
             lease = self._pending[uri].result()
         except ColdStartError as exc:
-            raise UsageError(f"model '{found.name}': {exc}") from None
+            message = f"model '{found.name}': {exc}"
+            raise ServeFailed(message, exit_code=exit_code_for(exc)) from None
         self.leases.append(lease)  # held while serving: the entry is never evicted under us
         return lease.path
 

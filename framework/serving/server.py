@@ -115,8 +115,8 @@ class BatchingRoutes:
         model = self.registry.get_model(name)
         if not isinstance(model, PredictorModel):
             raise ModelNotFound(name)
-        report = model.monitor.report()
-        return {"model": name, "profile": model.monitor.watches_inputs, **report}
+        report = model.runner.monitor.report()
+        return {"model": name, "profile": model.runner.monitor.watches_inputs, **report}
 
     def _model(self, name: str) -> PredictorModel:
         model = self.registry.get_model(name)
@@ -195,7 +195,7 @@ class LocalModelServer(ModelServer):  # type: ignore[misc]
         for model in models:
             self.register_model(model)
             model.enable_latency_logging = self.enable_latency_logging
-            model.on_fatal = self._stop_for
+            model.runner.on_fatal = self._stop_for
         rest = RESTServer(
             FASTAPI_APP_IMPORT_STRING,
             self.dataplane,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 from pathlib import Path
@@ -195,3 +196,61 @@ def test_cache_warm_of_a_repository_file_shorter_than_its_manifest_exits_5(
         assert "ends after 3000 bytes" in warmed.stderr
         assert "Traceback" not in warmed.stderr
         assert not list((tmp_path / f"cache-{len(uri)}" / "entries").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (("status", "--kubeconfig", "{bad_yaml}"), 2, "is not a usable kubeconfig"),
+        (("status", "--kubeconfig", "{tmp}/nonexistent"), 2, "/nonexistent: no such file"),
+        (("cache", "--budget", "lots", "ls"), 2, "--budget: 'lots' is not a size"),
+        (("cache", "--cache", "{a_file}", "ls"), 2, "is a file; pass a folder"),
+        (("models", "ls", "{tmp}/no/such/repo/iris"), 3, "no versions pushed there"),
+    ],
+)
+def test_a_new_users_mistakes_are_one_line_with_the_tables_exit_code(
+    tmp_path: Path, args: tuple[str, ...], code: int, message: str
+) -> None:
+    (tmp_path / "bad.yaml").write_text("a: [b\n")
+    (tmp_path / "a_file").write_text("not a folder")
+    paths = {"bad_yaml": tmp_path / "bad.yaml", "a_file": tmp_path / "a_file", "tmp": tmp_path}
+    result = zeroserve(*(arg.format(**paths) for arg in args))
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("mode", [(), ("--direct",)], ids=["activator", "direct"])
+def test_serve_exits_with_preloads_code_when_weights_cannot_be_fetched(
+    tmp_path: Path, mode: tuple[str, ...]
+) -> None:
+    model = tmp_path / "model.py"
+    model.write_text(
+        "from pathlib import Path\n"
+        "from zeroserve import predictor\n\n"
+        '@predictor(name="gone", model_uri="s3://no-bucket/gone@v1")\n'
+        "class Gone:\n"
+        "    def load(self, model_dir: Path) -> None: ...\n"
+        "    def predict(self, instances: list[int]) -> list[int]:\n"
+        "        return instances\n"
+    )
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{_closed_port()}",
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_MAX_ATTEMPTS": "1",
+        "ZEROSERVE_CACHE__ROOT": str(tmp_path / "cache"),
+    }
+    result = zeroserve("serve", str(model), "--port", "0", *mode, env=env)
+    assert result.returncode == 4, result.stderr  # access refused, as preload exits
+    assert "cannot reach the object store" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

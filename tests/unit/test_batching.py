@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from zeroserve import Batching
 from zeroserve.errors import BatchResultMismatch, BatchTooLarge
 from zeroserve.serving.batching import Batcher, DispatchReason
-from zeroserve.spec.spec import MAX_LATENCY_MS
+from zeroserve.spec.fields import MAX_LATENCY_MS
 
 NEVER_MS = MAX_LATENCY_MS  # the longest latency bound allowed: never reached here
 

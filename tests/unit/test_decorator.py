@@ -12,7 +12,8 @@ from pydantic import ValidationError
 
 from zeroserve import Batching, PredictorSpec, SpecError, predictor
 from zeroserve.spec.decorator import declaration_of
-from zeroserve.spec.spec import DNS_LABEL, name_from_class
+from zeroserve.spec.fields import DNS_LABEL
+from zeroserve.spec.spec import name_from_class
 
 
 def test_bare_decorator_uses_defaults_and_class_name() -> None:

@@ -80,3 +80,71 @@ def test_framework_imports_kserve_only_through_the_argv_guard() -> None:
         if any(name.split(".")[0] == "kserve" for name in names):
             source = (ROOT / file).read_text()
             assert "with kserve_argv():" in source, f"{file} imports kserve unguarded"
+
+
+def _violations(folder: str, forbidden: tuple[str, ...], root: Path = ROOT) -> list[str]:
+    """Imports under ``folder`` of any module named in (or below) ``forbidden``."""
+    bad = []
+    for file, names in imported_modules(root / folder, root).items():
+        for name in sorted(names):
+            if any(name == f or name.startswith(f + ".") for f in forbidden):
+                bad.append(f"{file} imports {name}")
+    return bad
+
+
+def test_the_spec_is_pure_data() -> None:
+    forbidden = ("zeroserve.serving", "zeroserve.targets", "zeroserve.local", "zeroserve.cli")
+    assert _violations("framework/spec", forbidden) == []
+    assert _violations("framework/spec", tuple(HTTP_OR_KUBERNETES)) == []
+
+
+def test_targets_never_import_the_local_runtime() -> None:
+    assert _violations("framework/targets", ("zeroserve.local",)) == []
+
+
+def test_serving_knows_nothing_of_the_local_runtime_targets_or_cli() -> None:
+    forbidden = ("zeroserve.local", "zeroserve.targets", "zeroserve.cli")
+    assert _violations("framework/serving", forbidden) == []
+
+
+def test_the_runner_imports_no_serving_engine() -> None:
+    engines = ("kserve", "fastapi", "starlette", "uvicorn", "ray", "zeroserve.serving.kserve_model")
+    found = imported_modules(ROOT / "framework" / "serving")["framework/serving/runner.py"]
+    assert not [
+        name for name in found if any(name.split(".")[0] == e or name == e for e in engines)
+    ]
+
+
+def test_vllm_is_imported_only_in_the_llm_package_and_its_predictor_lazily() -> None:
+    allowed = ("framework/llm/", "predictors/vllm.py")
+    for folder in ("framework", "predictors", "coldstart"):
+        for file, names in imported_modules(ROOT / folder).items():
+            if any(name.split(".")[0] == "vllm" for name in names):
+                assert file.startswith(allowed), f"{file} imports vLLM"
+    for file in ("predictors/vllm.py", *map(str, (ROOT / "framework" / "llm").glob("*.py"))):
+        tree = ast.parse(Path(ROOT / file).read_text())
+        top_level = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
+        for node in top_level:
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
+            assert not any(str(n).split(".")[0] == "vllm" for n in names), f"{file}: eager vLLM"
+
+
+def test_ray_is_imported_only_in_its_target() -> None:
+    for file, names in imported_modules(ROOT / "framework").items():
+        if any(name.split(".")[0] == "ray" for name in names):
+            assert file.startswith("framework/targets/ray/"), f"{file} imports Ray"
+
+
+def test_coldstart_imports_nothing_of_zeroserve_but_itself() -> None:
+    for file, names in imported_modules(ROOT / "coldstart").items():
+        for name in names:
+            if name.split(".")[0] == "zeroserve":
+                assert name.startswith("zeroserve.coldstart"), f"{file} imports {name}"
+
+
+def test_the_layer_checker_catches_an_upward_import(tmp_path: Path) -> None:
+    (tmp_path / "framework" / "spec").mkdir(parents=True)
+    (tmp_path / "framework" / "spec" / "bad.py").write_text("import zeroserve.local.pool\n")
+    assert _violations("framework/spec", ("zeroserve.local",), tmp_path) == [
+        "framework/spec/bad.py imports zeroserve.local.pool"
+    ]

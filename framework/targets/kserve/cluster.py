@@ -9,7 +9,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from zeroserve.errors import UsageError
 
@@ -64,20 +67,12 @@ class Cluster:
     def __init__(self, kubeconfig: str | None = None) -> None:
         from kubernetes import client
         from kubernetes import config as kubeconfig_loader
-        from kubernetes.config.config_exception import ConfigException
 
         config: Any = kubeconfig_loader
-
-        try:
-            config.load_kube_config(config_file=kubeconfig)
-        except (ConfigException, FileNotFoundError, TypeError):
-            try:
-                config.load_incluster_config()
-            except ConfigException:
-                raise UsageError(
-                    "no cluster configured: set KUBECONFIG (or --kubeconfig), or run inside a "
-                    "cluster with a service account"
-                ) from None
+        if kubeconfig is not None:
+            _load_named_kubeconfig(config, kubeconfig)
+        else:
+            _load_default_config(config)
         self.custom: Any = client.CustomObjectsApi()
         self.core: Any = client.CoreV1Api()
         self.server = client.Configuration.get_default_copy().host
@@ -207,6 +202,40 @@ class Cluster:
                 f"({_message(body)}); rerun with --force to take them over"
             )
         return f"{verb} {what} in {namespace} failed: HTTP {exc.status} {_message(body)}"
+
+
+def _load_named_kubeconfig(config: Any, path: str) -> None:
+    """Load the kubeconfig a user named; UsageError naming the file and what is wrong with it."""
+    from kubernetes.config.config_exception import ConfigException
+
+    if not Path(path).expanduser().is_file():
+        raise UsageError(f"--kubeconfig {path}: no such file; pass the path of a kubeconfig")
+    try:
+        config.load_kube_config(config_file=str(Path(path).expanduser()))
+    except (ConfigException, yaml.YAMLError, TypeError, ValueError, KeyError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise UsageError(
+            f"--kubeconfig {path} is not a usable kubeconfig ({reason}); check it with "
+            "`kubectl --kubeconfig PATH config view`"
+        ) from None
+
+
+def _load_default_config(config: Any) -> None:
+    """KUBECONFIG or ~/.kube/config, else the in-cluster service account."""
+    from kubernetes.config.config_exception import ConfigException
+
+    try:
+        config.load_kube_config()
+    except (ConfigException, FileNotFoundError, TypeError):
+        try:
+            config.load_incluster_config()
+        except ConfigException:
+            raise UsageError(
+                "no cluster configured: set KUBECONFIG (or --kubeconfig), or run inside a "
+                "cluster with a service account"
+            ) from None
+    except yaml.YAMLError as exc:
+        raise UsageError(f"the kubeconfig is not valid YAML ({exc}); check KUBECONFIG") from None
 
 
 def _message(body: str) -> str:

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from zeroserve.errors import UsageError
-from zeroserve.spec.spec import DNS_LABEL, PredictorSpec
+from zeroserve.spec.fields import DNS_LABEL
+from zeroserve.spec.spec import PredictorSpec
 
 RUNTIME = "zeroserve-python"
 MODEL_FORMAT = "zeroserve"
