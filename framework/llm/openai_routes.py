@@ -17,7 +17,6 @@ import importlib
 import sys
 import types
 from http import HTTPStatus
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -25,11 +24,10 @@ from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from starlette.responses import JSONResponse
 
-from zeroserve.coldstart import StartupTimeline
 from zeroserve.errors import VLLMVersionError, openai_error_body
 from zeroserve.serving._kserve import kserve_argv
 from zeroserve.serving.kserve_model import PredictorModel
-from zeroserve.spec.decorator import Declaration
+from zeroserve.serving.runner import PredictorRunner
 
 OPENAI_PREFIX = "/openai/"
 # old module -> {name: the module that holds it now}; a module named alone moved whole
@@ -109,14 +107,8 @@ def openai_model_class() -> type[PredictorModel]:
         from kserve.protocol.rest.openai import OpenAIGenerativeModel
 
     class OpenAIPredictorModel(_AnswersOpenAI, PredictorModel, OpenAIGenerativeModel):  # type: ignore[misc]
-        def __init__(
-            self,
-            user_class: type,
-            declaration: Declaration,
-            model_dir: Path | None,
-            timeline: StartupTimeline | None = None,
-        ) -> None:
-            super().__init__(user_class, declaration, model_dir, timeline=timeline)
+        def __init__(self, runner: PredictorRunner) -> None:
+            super().__init__(runner)
             self.ready = False  # OpenAIModel assumes ready at once; this turns ready after load
 
     return OpenAIPredictorModel

@@ -15,7 +15,7 @@ import numpy as np
 from zeroserve.coldstart import StartupTimeline
 from zeroserve.errors import InvalidPayload, PredictError, UnencodableResult
 from zeroserve.serving._kserve import kserve_argv
-from zeroserve.serving.batching import BatcherPool, BatchObserver
+from zeroserve.serving.batching import BatcherPool
 from zeroserve.serving.runner import PredictorRunner, describe_result
 from zeroserve.spec.decorator import Declaration
 
@@ -31,16 +31,9 @@ class PredictorModel(kserve.Model):  # type: ignore[misc]
     Readiness (KServe's ``ready``) is the runner's: true only after ``load()`` and ``warmup()``.
     """
 
-    def __init__(
-        self,
-        user_class: type,
-        declaration: Declaration,
-        model_dir: Path | None,
-        batch_observer: BatchObserver | None = None,
-        timeline: StartupTimeline | None = None,
-    ) -> None:
-        self.runner = PredictorRunner(user_class, declaration, model_dir, batch_observer, timeline)
-        super().__init__(declaration.spec.name)
+    def __init__(self, runner: PredictorRunner) -> None:
+        self.runner = runner
+        super().__init__(runner.name)
 
     @property
     def ready(self) -> bool:
@@ -136,11 +129,12 @@ def serving_model(
 ) -> PredictorModel:
     """The ``kserve.Model`` for a predictor class: also on the OpenAI routes when it answers them
     (those routes need vLLM's request types, so that bridge is imported only then)."""
+    runner = PredictorRunner(user_class, declaration, model_dir, timeline=timeline)
     if declaration.openai:
         from zeroserve.llm.openai_routes import openai_model_class
 
-        return openai_model_class()(user_class, declaration, model_dir, timeline=timeline)
-    return PredictorModel(user_class, declaration, model_dir, timeline=timeline)
+        return openai_model_class()(runner)
+    return PredictorModel(runner)
 
 
 def _tensor_values(tensor: Any) -> Any:

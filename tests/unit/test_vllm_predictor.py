@@ -30,6 +30,7 @@ def test_readiness_follows_the_engine() -> None:
 def test_a_models_readiness_asks_the_users_healthy() -> None:
     from zeroserve import predictor
     from zeroserve.serving.kserve_model import PredictorModel
+    from zeroserve.serving.runner import PredictorRunner
     from zeroserve.spec.decorator import declaration_of
 
     class Flaky:
@@ -43,7 +44,7 @@ def test_a_models_readiness_asks_the_users_healthy() -> None:
 
     declared = declaration_of(predictor(name="flaky")(Flaky))
     assert declared is not None
-    model = PredictorModel(Flaky, declared, None)
+    model = PredictorModel(PredictorRunner(Flaky, declared, None))
     assert asyncio.run(model.healthy()) is False  # not loaded yet
     asyncio.run(model.load_in_server())
     assert asyncio.run(model.healthy()) is True
