@@ -114,6 +114,13 @@ def openai_model_class() -> type[PredictorModel]:
     return OpenAIPredictorModel
 
 
+def preimport_openai() -> list[str]:
+    """Import what a model on the OpenAI routes needs (vLLM's request types, KServe's OpenAI
+    module) in the model host, before it forks; return the module names."""
+    openai_model_class()
+    return ["kserve.protocol.rest.openai"]
+
+
 def _as_kserve_error(result: Any) -> Any:
     error = getattr(result, "error", None)
     if error is None:  # a response or a stream: the usual case, nothing to import

@@ -25,8 +25,8 @@ from zeroserve.errors import (
     RouteNotFound,
     ServeFailed,
     UnknownModel,
-    openai_error_body,
 )
+from zeroserve.llm.routing import MODEL_LIST, OpenAIRouting
 from zeroserve.local.background import Background
 from zeroserve.local.host import HostEvent, HostLost, ModelHost
 from zeroserve.local.lifecycle import ModelState
@@ -54,7 +54,7 @@ class Activator:
         self.server_settings = settings.server
         self.settings = settings.local
         self.pools: dict[str, ModelPool] = {}
-        self.openai_models: list[str] = []  # those answering /openai/v1/* (from the hello)
+        self.openai = OpenAIRouting([])  # the models answering /openai/v1/* (from the hello)
         self.hello: Hello | None = None
         self.stopping: asyncio.Event | None = None
         self.background = Background()
@@ -89,7 +89,7 @@ class Activator:
         )
         for model in hello.models:
             self.pools[model.name] = ModelPool(model.spec, host, self.settings, options)
-        self.openai_models = [model.name for model in hello.models if model.openai]
+        self.openai = OpenAIRouting([model.name for model in hello.models if model.openai])
         limits, connections = self.server_settings, self.connections
         server = await loop.create_server(
             lambda: ClientConnection(self.handle, limits, connections), sock=sock
@@ -157,7 +157,7 @@ class Activator:
             self._batching(match.group(1), request, client)
         elif match is not None:  # drift: one replica's window
             self._forward(match.group(1), request, client)
-        elif path.startswith("/openai/v1/") and path != "/openai/v1/models":
+        elif OpenAIRouting.routed(path):
             self._openai(request, client)
         elif path in ("/docs", "/openapi.json", "/docs/oauth2-redirect") and self.pools:
             self._forward(next(iter(self.pools)), request, client)  # KServe's routes: all alike
@@ -235,28 +235,11 @@ class Activator:
         client.respond(200, answer)
 
     def _openai(self, request: Request, client: ClientConnection) -> None:
-        """Route an OpenAI request by its body's "model" (the only one when it names none);
-        answer what cannot be routed in OpenAI's error shape."""
-        served = self.openai_models
-        try:
-            body = orjson.loads(request.body)
-        except orjson.JSONDecodeError:
-            body = None
-        if not isinstance(body, dict):
-            message = 'the body must be a JSON object, e.g. {"model": ..., "prompt": ...}'
-            client.respond(400, openai_error_body(message, "BadRequestError", 400))
-            return
-        name = body.get("model") or (served[0] if len(served) == 1 else "")
-        if name not in served:
-            message = (
-                f"The model `{name}` does not exist here; models: {', '.join(served) or 'none'}"
-                if name
-                else f'name the model in the body\'s "model": one of {", ".join(served)}'
-            )
-            status, kind = (404, "NotFoundError") if name else (400, "BadRequestError")
-            client.respond(status, openai_error_body(message, kind, status, "model"))
-            return
-        self._forward(str(name), request, client)
+        name, refusal = self.openai.model_for(request.body)
+        if refusal is not None:
+            client.respond(*refusal)
+        else:
+            self._forward(str(name), request, client)
 
     def _local(self, path: str, client: ClientConnection) -> None:
         if path in ("/", "/v2/health/live"):
@@ -268,12 +251,8 @@ class Activator:
         elif path == "/v1/models":
             states = {name: str(pool.lifecycle.state) for name, pool in self.pools.items()}
             client.respond(200, {"models": list(self.pools), "states": states})
-        elif path == "/openai/v1/models":
-            data = [
-                {"id": name, "object": "model", "owned_by": "zeroserve"}
-                for name in self.openai_models
-            ]
-            client.respond(200, {"object": "list", "data": data})
+        elif path == MODEL_LIST:
+            client.respond(200, self.openai.model_list())
         elif path == "/zeroserve/status":
             client.respond(200, self.status())
         elif path == "/metrics":

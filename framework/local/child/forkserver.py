@@ -212,10 +212,9 @@ def preimport_declared(found: FoundPredictor) -> list[str]:
     for name in names:
         importlib.import_module(name)
     if found.declaration.openai:
-        from zeroserve.llm.openai_routes import openai_model_class
+        from zeroserve.llm.openai_routes import preimport_openai
 
-        openai_model_class()
-        names.append("kserve.protocol.rest.openai")
+        names.extend(preimport_openai())
     return names
 
 
