@@ -15,12 +15,13 @@ from zeroserve.errors import (
 )
 from zeroserve.llm.engine import LLMEngine
 from zeroserve.spec.decorator import predictor, spec_of
-from zeroserve.spec.spec import Batching, PredictorSpec
+from zeroserve.spec.spec import Batching, ClusterValue, PredictorSpec, config_map, secret
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Batching",
+    "ClusterValue",
     "InvalidPayload",
     "LLMEngine",
     "LoadError",
@@ -32,6 +33,8 @@ __all__ = [
     "UsageError",
     "ZeroserveError",
     "__version__",
+    "config_map",
     "predictor",
+    "secret",
     "spec_of",
 ]

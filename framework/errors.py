@@ -9,16 +9,19 @@ Hierarchy::
     ZeroserveError            root: every error zeroserve raises on purpose
     ├── SpecError             a @predictor declaration that cannot work (at decoration time)
     ├── UsageError            a mistake outside a request: a bad path, no predictor, port in use
-    │   └── ServeFailed       the model host could not import or fetch the target (its exit code)
+    │   ├── ServeFailed       the model host could not import or fetch the target (its exit code)
+    │   └── ChangedMeanwhile  a cluster object changed between a command's read and its write
     ├── LifecycleError        a model event its current state does not allow (a bug, not input)
     ├── VLLMVersionError      the installed vLLM has none of the layouts KServe's routes know
     ├── Unavailable           a held request that cannot be served now: 503 with Retry-After
     ├── WorkerUnreachable     the activator cannot connect to a ready worker (502)
     ├── WorkerDied            the worker ended while answering (502)
+    ├── ModelNotReady         a request for a model still loading (503, Retry-After)
     ├── RequestError          a request the server refuses; the client can fix it
     │   ├── UnknownModel      a model name this server does not serve (404)
     │   ├── RouteNotFound     no route at this path (404)
     │   ├── MethodNotAllowed  a method the route does not take (405)
+    │   ├── NotSupported      something KServe offers but this server does not (a version) (404)
     │   ├── InvalidPayload    the body does not fit the predictor's request schema (400)
     │   ├── PayloadTooLarge   the body is over the configured size limit (413)
     │   ├── BatchTooLarge     more instances than max_batch_size where splitting is off (413)
@@ -67,6 +70,10 @@ class ServeFailed(UsageError):
     def __init__(self, message: str, *, exit_code: int = 2) -> None:
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class ChangedMeanwhile(UsageError):
+    """A cluster object changed (not only its status) between a command's read and its write."""
 
 
 class LifecycleError(ZeroserveError):
@@ -140,6 +147,14 @@ class MethodNotAllowed(RequestError):
 
     def __init__(self, *, allowed: tuple[str, ...]) -> None:
         super().__init__(f"use {' or '.join(allowed)}")
+
+
+class NotSupported(RequestError):
+    """A request for what KServe offers but a zeroserve server does not (a model version)."""
+
+
+class ModelNotReady(ZeroserveError):
+    """A request for a model that is still loading (or no longer healthy)."""
 
 
 class InvalidPayload(RequestError):
@@ -316,6 +331,8 @@ HTTP_STATUS: dict[type[ZeroserveError], int] = {
     UnknownModel: 404,
     RouteNotFound: 404,
     MethodNotAllowed: 405,
+    NotSupported: 404,
+    ModelNotReady: 503,
     InvalidPayload: 400,
     PayloadTooLarge: 413,
     BatchTooLarge: 413,

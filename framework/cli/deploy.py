@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +34,18 @@ def _cluster(kubeconfig: str | None) -> Any:
 @click.option("--repository", default=None, help="Artifact repository for the code package.")
 @click.option("--image", default=None, help="A custom runtime image.")
 @click.option("--service-account", default=None, help="Service account bound to credentials.")
+@click.option(
+    "--canary",
+    type=int,
+    default=None,
+    help="Send this percent of traffic to the new revision, the rest to the rolled-out one "
+    "(KServe's canaryTrafficPercent, set in the same update) [default: keep the cluster's split].",
+)
 @click.option("--wait/--no-wait", default=False, help="Wait until the model is ready.")
 @click.option("--timeout", default=600.0, show_default=True, help="Seconds to wait.")
-@click.option("--force", is_flag=True, help="Take over fields another field manager owns.")
+@click.option(
+    "--force", is_flag=True, help="Overwrite changes made since this deploy read the models."
+)
 @click.pass_obj
 def deploy_command(
     settings: Settings,
@@ -44,36 +55,74 @@ def deploy_command(
     repository: str | None,
     image: str | None,
     service_account: str | None,
+    canary: int | None,
     wait: bool,
     timeout: float,
     force: bool,
 ) -> None:
-    """Package PATH, push its code, and server-side apply its InferenceServices."""
+    """Package PATH, push its code, and server-side apply its InferenceServices.
+
+    Each InferenceService is read before the code is pushed; one that changed by the time it is
+    applied (another deploy, a kubectl edit) is refused, and nothing is applied, unless --force.
+    """
     from zeroserve.cli.build import _repository
     from zeroserve.serving.loader import find_predictors
     from zeroserve.targets.kserve.package import publish
-    from zeroserve.targets.kserve.render import RenderOptions, render_inference_service
+    from zeroserve.targets.kserve.rollout import canary_for_deploy, checked_percent
 
+    if canary is not None:
+        checked_percent(canary)
     found = find_predictors(target)
     cluster = _cluster(kubeconfig)
     cluster.list_models(namespace)  # fail fast (no cluster, KServe or rights) before any push
+    live = {item.name: cluster.find(item.name, namespace) for item in found}
+    splits = {item.name: canary_for_deploy(item.name, live[item.name], canary) for item in found}
     with tempfile.TemporaryDirectory() as scratch:
         code_uri, _ = publish(found, _repository(settings, repository), Path(scratch))
-    options = RenderOptions(
-        namespace=namespace, code_uri=code_uri, image=image, service_account=service_account
-    )
+    if not force:
+        cluster.refuse_changed(live, namespace)  # all or nothing: checked before any apply
     for item in found:
-        applied = cluster.apply(
-            render_inference_service(item.declaration.spec, options), force=force
-        )
+        isvc = _rendered(item.declaration.spec, namespace, code_uri, image, service_account)
+        isvc["spec"]["predictor"].update(_canary_field(splits[item.name]))
+        applied = cluster.apply_unchanged(isvc, live[item.name], check=not force, force=force)
         generation = applied["metadata"].get("generation")
         click.echo(f"inferenceservice/{item.name} applied in {namespace} (generation {generation})")
+        _say_split(item.name, canary, splits[item.name])
         if wait:
             _wait_ready(cluster, item.name, namespace, timeout)
 
 
+def _rendered(
+    spec: Any, namespace: str, code_uri: str, image: str | None, service_account: str | None
+) -> dict[str, Any]:
+    from zeroserve.targets.kserve.cluster import writer_annotations
+    from zeroserve.targets.kserve.render import RenderOptions, render_inference_service
+
+    options = RenderOptions(
+        namespace=namespace, code_uri=code_uri, image=image, service_account=service_account
+    )
+    isvc = render_inference_service(spec, options)
+    isvc["metadata"]["annotations"].update(writer_annotations())
+    return isvc
+
+
+def _canary_field(percent: int | None) -> dict[str, int]:
+    return {} if percent is None else {"canaryTrafficPercent": percent}
+
+
+def _say_split(name: str, asked: int | None, split: int | None) -> None:
+    if asked is not None:
+        rest = 100 - asked
+        click.echo(f"{name}: the new revision gets {asked}% of traffic, the rolled-out one {rest}%")
+    elif split is not None:
+        click.echo(
+            f"{name}: kept the cluster's canary split ({split}% to the latest revision); "
+            "`zeroserve promote` or `zeroserve rollback` ends it"
+        )
+
+
 def _wait_ready(cluster: Any, name: str, namespace: str, timeout: float) -> None:
-    from zeroserve.targets.kserve.cluster import ModelStatus
+    from zeroserve.targets.kserve.rollout import ModelStatus
 
     deadline = time.monotonic() + timeout
     console = Console(stderr=True)
@@ -125,30 +174,33 @@ def status_command(
 
         print_local_status(url, name, output_format)
         return
-    from zeroserve.targets.kserve.cluster import ModelStatus
+    from zeroserve.targets.kserve.rollout import ModelStatus
 
     cluster = _cluster(kubeconfig)
     items = [cluster.get(name, namespace)] if name else cluster.list_models(namespace)
     statuses = [ModelStatus.of(item) for item in items]
     replicas = {status.name: cluster.replicas(status.name, namespace) for status in statuses}
     if output_format == "json":
-        rows = [{**status.__dict__, "replicas": replicas[status.name]} for status in statuses]
+        rows = [
+            {**dataclasses.asdict(status), "replicas": replicas[status.name]} for status in statuses
+        ]
         click.echo(json.dumps(rows, indent=2))
         return
-    table = Table("name", "ready", "url", "replicas", "latest", "previous", "traffic")
+    table = Table("name", "ready", "url", "replicas", "latest", "rolled out", "traffic")
     for status in statuses:
-        traffic = ", ".join(f"{rev} {pct}%" for rev, pct in status.traffic.items())
         table.add_row(
             status.name,
             "yes" if status.ready else "no",
             status.url,
             str(replicas[status.name]),
             status.latest_revision,
-            status.previous_revision,
-            traffic,
+            status.rolled_out_revision,
+            status.traffic_text(),
         )
     Console().print(table)
     if name:
+        for share in statuses[0].traffic:
+            click.echo(f"traffic {share}")
         for condition in statuses[0].conditions:
             click.echo(
                 f"condition {condition.get('type')}={condition.get('status')} "
@@ -165,16 +217,17 @@ def status_command(
 @click.command("rollout")
 @click.argument("name")
 @click.option(
-    "--canary",
-    type=click.IntRange(0, 100),
-    required=True,
-    help="Percent of traffic for the latest revision.",
+    "--canary", type=int, required=True, help="Percent of traffic for the latest revision."
 )
 @namespace_option
 @kubeconfig_option
 def rollout_command(name: str, canary: int, namespace: str, kubeconfig: str | None) -> None:
-    """Send CANARY percent of NAME's traffic to its latest revision."""
-    _cluster(kubeconfig).set_canary(name, namespace, canary)
+    """Move the split of a canary in progress: CANARY percent to NAME's latest revision, the
+    rest to its rolled-out revision."""
+    from zeroserve.targets.kserve.rollout import check_rollout, checked_percent
+
+    checked_percent(canary)
+    _change_canary(name, namespace, kubeconfig, canary, check_rollout)
     click.echo(f"{name}: latest revision gets {canary}% of traffic")
 
 
@@ -183,8 +236,10 @@ def rollout_command(name: str, canary: int, namespace: str, kubeconfig: str | No
 @namespace_option
 @kubeconfig_option
 def promote_command(name: str, namespace: str, kubeconfig: str | None) -> None:
-    """Give NAME's latest revision all traffic."""
-    _cluster(kubeconfig).set_canary(name, namespace, None)
+    """Give NAME's latest revision all traffic (ends the canary)."""
+    from zeroserve.targets.kserve.rollout import check_promote
+
+    _change_canary(name, namespace, kubeconfig, None, check_promote)
     click.echo(f"{name}: latest revision promoted to 100% of traffic")
 
 
@@ -193,9 +248,31 @@ def promote_command(name: str, namespace: str, kubeconfig: str | None) -> None:
 @namespace_option
 @kubeconfig_option
 def rollback_command(name: str, namespace: str, kubeconfig: str | None) -> None:
-    """Send all of NAME's traffic back to the last revision that rolled out."""
-    _cluster(kubeconfig).set_canary(name, namespace, 0)
-    click.echo(f"{name}: traffic back to the previous revision")
+    """Pin all of NAME's traffic to its last rolled-out revision (canaryTrafficPercent: 0)."""
+    from zeroserve.targets.kserve.rollout import check_rollback
+
+    rolled_out = _change_canary(name, namespace, kubeconfig, 0, check_rollback)
+    click.echo(f"{name}: all traffic back to {rolled_out}")
+
+
+def _change_canary(
+    name: str,
+    namespace: str,
+    kubeconfig: str | None,
+    percent: int | None,
+    check: Callable[[Any], None],
+) -> str:
+    """Check the change against the model as read, then apply it to that version only; return
+    the rolled-out revision."""
+    from zeroserve.targets.kserve.cluster import writer_annotations
+    from zeroserve.targets.kserve.rollout import ModelStatus
+
+    cluster = _cluster(kubeconfig)
+    current = cluster.get(name, namespace)
+    status = ModelStatus.of(current)
+    check(status)
+    cluster.set_canary(current, percent, writer_annotations())
+    return status.rolled_out_revision
 
 
 @click.command("delete")

@@ -26,8 +26,12 @@ from zeroserve.coldstart import StartupTimeline
 from zeroserve.errors import (
     LoadError,
     ModelNotBatched,
+    NotSupported,
     ZeroserveError,
     http_status_for,
+)
+from zeroserve.errors import (
+    ModelNotReady as ZeroserveModelNotReady,
 )
 from zeroserve.serving._kserve import kserve_argv
 from zeroserve.serving.guarded_http import guarded_protocol
@@ -61,15 +65,14 @@ async def not_implemented_response(request: Request, exc: Exception) -> JSONResp
     """KServe raises NotImplementedError for what a request asks of it and it lacks (a model
     version): the client can fix that, so 404 with a JSON body, not 501."""
     message = f"{exc}; this server keeps one version of each model: leave the version out"
-    _error_seen(request, 404, "NotSupported", message)
-    return JSONResponse({"error": message, "type": "NotSupported"}, status_code=404)
+    return await zeroserve_error_response(request, NotSupported(message))
 
 
 async def model_not_ready_response(request: Request, exc: Exception) -> JSONResponse:
     """503 for a model still loading, with Retry-After, logged as one line (not a traceback)."""
-    _error_seen(request, 503, "ModelNotReady", str(exc))
-    body = {"error": str(exc), "type": "ModelNotReady"}
-    return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
+    answer = await zeroserve_error_response(request, ZeroserveModelNotReady(str(exc)))
+    answer.headers["Retry-After"] = "1"
+    return answer
 
 
 def _error_seen(request: Request, status: int, kind: str, message: str) -> None:

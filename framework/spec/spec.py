@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -46,6 +46,28 @@ class Batching(BaseModel):
     split: bool = True
 
 
+class ClusterValue(BaseModel):
+    """An environment value kept in the cluster, by reference: a key of a Secret or ConfigMap in
+    the model's namespace (``zeroserve.secret("s3", "secret-key")``). Rendered manifests carry
+    the reference, never the value."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["secret", "configmap"]
+    name: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)]
+    key: Annotated[str, Field(pattern=r"^[-._a-zA-Z0-9]+$", max_length=253)]
+
+
+def secret(name: str, key: str) -> ClusterValue:
+    """An environment value from key ``key`` of the Secret ``name`` (in the model's namespace)."""
+    return ClusterValue(kind="secret", name=name, key=key)
+
+
+def config_map(name: str, key: str) -> ClusterValue:
+    """An environment value from key ``key`` of the ConfigMap ``name``."""
+    return ClusterValue(kind="configmap", name=name, key=key)
+
+
 class PredictorSpec(BaseModel):
     """Everything a runtime needs to know about a predictor, validated once."""
 
@@ -61,7 +83,7 @@ class PredictorSpec(BaseModel):
     cpu: str | None = "1"
     memory: str | None = "1Gi"
     gpu: NonNegativeInt = 0
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, str | ClusterValue] = Field(default_factory=dict)
     llm: LLMEngine | None = None
 
     @field_validator("name")
@@ -87,7 +109,7 @@ class PredictorSpec(BaseModel):
 
     @field_validator("env")
     @classmethod
-    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+    def _env_names(cls, env: dict[str, str | ClusterValue]) -> dict[str, str | ClusterValue]:
         for key in env:
             if not ENV_NAME.match(key):
                 raise ValueError(

@@ -266,5 +266,7 @@ def test_a_change_for_a_model_at_zero_is_kept_for_its_next_start(tmp_path: Path)
             "max_latency_ms": 7.0,
             "split": True,
         }
+        # applied once by the activator per change, and once by the one replica for the second
+        assert server.log().count("model 'recorder' batching is now") == 3
     finally:
         server.stop()

@@ -20,6 +20,7 @@ from sklearn.datasets import load_iris
 
 from tests.conftest import MANIFESTS, MotoS3, run_zeroserve, start_server, wait_ready
 from tests.envtest import TEAM_A_TOKEN, ApiServer
+from tests.kserve_standin import KServeStandIn
 from zeroserve.telemetry.drift import write_profile
 
 pytestmark = pytest.mark.integration
@@ -114,7 +115,7 @@ def test_deploy_is_listed_by_kubectl_and_redeploy_changes_nothing(
     assert isvc["spec"]["predictor"]["minReplicas"] == 0
 
 
-def test_status_rollout_promote_rollback_delete(
+def test_status_shows_revisions_and_delete_removes(
     apiserver: ApiServer, deploy_env: dict[str, str], iris_dir: Path
 ) -> None:
     assert zs(deploy_env, "deploy", f"{iris_dir / 'model.py'}:Iris").returncode == 0
@@ -135,21 +136,113 @@ def test_status_rollout_promote_rollback_delete(
     assert iris["replicas"] == 0  # no pods: at zero (no kubelet runs here)
     detail = zs(deploy_env, "status", "iris")
     assert "condition Ready=True" in detail.stdout
-
-    def canary() -> Any:
-        isvc = json.loads(apiserver.kubectl("get", "isvc", "iris", "-o", "json").stdout)
-        return isvc["spec"]["predictor"].get("canaryTrafficPercent")
-
-    assert zs(deploy_env, "rollout", "iris", "--canary", "10").returncode == 0
-    assert canary() == 10
-    assert zs(deploy_env, "promote", "iris").returncode == 0
-    assert canary() is None
-    assert zs(deploy_env, "rollback", "iris").returncode == 0
-    assert canary() == 0
     assert zs(deploy_env, "delete", "iris").returncode == 0
     gone = zs(deploy_env, "status", "iris")
     assert gone.returncode == 2
     assert "no inferenceservice iris in namespace default" in gone.stderr
+
+
+def _another_version(iris_dir: Path, tmp_path: Path) -> str:
+    """The same model with other code: a new code artifact, so KServe makes a new revision."""
+    folder = tmp_path / "iris-v2"
+    shutil.copytree(iris_dir, folder)
+    (folder / "model.py").write_text((folder / "model.py").read_text() + "\n# v2\n")
+    return f"{folder / 'model.py'}:Iris"
+
+
+def _isvc(apiserver: ApiServer, name: str = "iris") -> Any:
+    return json.loads(apiserver.kubectl("get", "isvc", name, "-o", "json").stdout)
+
+
+def _traffic(deploy_env: dict[str, str]) -> list[tuple[str, str, int]]:
+    (iris,) = json.loads(zs(deploy_env, "status", "iris", "-o", "json").stdout)
+    return [(share["tag"], share["revision"], share["percent"]) for share in iris["traffic"]]
+
+
+def test_a_canary_rolls_out_and_back_as_kserve_splits_it(
+    apiserver: ApiServer, deploy_env: dict[str, str], iris_dir: Path, tmp_path: Path
+) -> None:
+    kserve = KServeStandIn(custom_api(apiserver))
+    v1, v2 = f"{iris_dir / 'model.py'}:Iris", _another_version(iris_dir, tmp_path)
+    early = zs(deploy_env, "deploy", v1, "--canary", "10")
+    assert early.returncode == 2
+    assert "no rolled-out revision for a canary to split against" in early.stderr
+    assert apiserver.kubectl("get", "isvc", "iris").returncode != 0  # nothing applied
+    assert zs(deploy_env, "deploy", v1).returncode == 0
+    kserve.reconcile("iris")
+    assert _traffic(deploy_env) == [("latest", "iris-predictor-00001", 100)]
+
+    canary = zs(deploy_env, "deploy", v2, "--canary", "10")
+    assert canary.returncode == 0, canary.stderr
+    assert "the new revision gets 10% of traffic, the rolled-out one 90%" in canary.stdout
+    isvc = _isvc(apiserver)  # new code and the split in one update, as KServe needs them
+    assert isvc["metadata"]["generation"] == 2
+    assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 10
+    kserve.reconcile("iris")
+    assert _traffic(deploy_env) == [
+        ("latest", "iris-predictor-00002", 10),
+        ("prev", "iris-predictor-00001", 90),
+    ]
+    detail = zs(deploy_env, "status", "iris").stdout
+    assert "traffic latest iris-predictor-00002 10%" in detail
+    assert "traffic prev iris-predictor-00001 90%" in detail
+
+    assert zs(deploy_env, "rollout", "iris", "--canary", "50").returncode == 0
+    kserve.reconcile("iris")
+    assert [percent for _, _, percent in _traffic(deploy_env)] == [50, 50]
+    again = zs(deploy_env, "deploy", v2)  # a plain redeploy keeps the split, and says so
+    assert again.returncode == 0, again.stderr
+    assert "kept the cluster's canary split (50% to the latest revision)" in again.stdout
+    assert _isvc(apiserver)["spec"]["predictor"]["canaryTrafficPercent"] == 50
+
+    back = zs(deploy_env, "rollback", "iris")
+    assert back.returncode == 0, back.stderr
+    assert "all traffic back to iris-predictor-00001" in back.stdout
+    kserve.reconcile("iris")
+    assert _traffic(deploy_env) == [
+        ("latest", "iris-predictor-00002", 0),
+        ("prev", "iris-predictor-00001", 100),
+    ]
+
+    assert zs(deploy_env, "promote", "iris").returncode == 0
+    promoted = _isvc(apiserver)
+    assert "canaryTrafficPercent" not in promoted["spec"]["predictor"]
+    assert "zeroserve.dev/spec-digest" in promoted["metadata"]["annotations"]  # kept throughout
+    kserve.reconcile("iris")
+    assert _traffic(deploy_env) == [("latest", "iris-predictor-00002", 100)]
+    (iris,) = json.loads(zs(deploy_env, "status", "iris", "-o", "json").stdout)
+    assert iris["rolled_out_revision"] == "iris-predictor-00002"
+    assert iris["previous_revision"] == "iris-predictor-00001"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("rollout", "iris", "--canary", "10"), "iris has no canary in progress"),
+        (("rollback", "iris"), "iris has no previous revision to roll back to"),
+        (("promote", "iris"), "iris has no canary to promote"),
+        (("rollout", "iris", "--canary", "150"), "--canary 150: give a percent from 0 to 100"),
+        (("rollout", "iris", "--canary", "-1"), "--canary -1: give a percent from 0 to 100"),
+    ],
+)
+def test_rollout_changes_that_make_no_sense_are_one_line_and_change_nothing(
+    apiserver: ApiServer,
+    deploy_env: dict[str, str],
+    iris_dir: Path,
+    args: tuple[str, ...],
+    message: str,
+) -> None:
+    assert zs(deploy_env, "deploy", f"{iris_dir / 'model.py'}:Iris").returncode == 0
+    KServeStandIn(custom_api(apiserver)).reconcile("iris")
+    before = _isvc(apiserver)["metadata"]["resourceVersion"]
+    refused = zs(deploy_env, *args)
+    try:
+        assert refused.returncode == 2
+        assert refused.stderr.strip() == f"error: {message}" or message in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+        assert _isvc(apiserver)["metadata"]["resourceVersion"] == before
+    finally:
+        zs(deploy_env, "delete", "iris")
 
 
 def test_deploy_wait_reports_pending_conditions_then_the_url(
@@ -199,7 +292,7 @@ def test_concurrent_deploy_loser_gets_a_conflict_and_nothing_half_applied(
         "spec": {**first["spec"], "predictor": {**first["spec"]["predictor"], "maxReplicas": 7}},
     }
     cluster.apply(first, expected_version=seen_by_both)
-    with pytest.raises(UsageError, match="changed while this deploy ran"):
+    with pytest.raises(UsageError, match="changed since this deploy read it"):
         cluster.apply(second, expected_version=seen_by_both)
     assert cluster.get("iris", "default")["spec"]["predictor"]["maxReplicas"] == 3
 
@@ -254,3 +347,89 @@ def test_status_drift_asks_the_model_at_its_url(
     assert detail.returncode == 0, detail.stderr
     assert "drift over the last 0 instances" in detail.stdout
     assert detail.stdout.count("(numeric): PSI") == 4
+
+
+def test_a_deploy_refuses_what_changed_since_it_read_it_and_names_the_writer(
+    apiserver: ApiServer, deploy_env: dict[str, str], iris_dir: Path, tmp_path: Path
+) -> None:
+    """Two deploys racing, interleaved on purpose: both read, the other one applies first."""
+    from zeroserve.errors import UsageError
+    from zeroserve.targets.kserve.cluster import DEPLOYED_AT, DEPLOYED_BY, Cluster
+
+    assert zs(deploy_env, "deploy", f"{iris_dir / 'model.py'}:Iris").returncode == 0
+    cluster = Cluster(str(apiserver.kubeconfig))
+    read_by_us = {"iris": cluster.find("iris", "default")}
+    KServeStandIn(custom_api(apiserver)).reconcile("iris")  # the controller writes status...
+    cluster.refuse_changed(read_by_us, "default")  # ...which is no change of the model
+    theirs = _isvc(apiserver)
+    theirs["metadata"] = {
+        "name": "iris",
+        "namespace": "default",
+        "annotations": {DEPLOYED_BY: "alice@laptop", DEPLOYED_AT: "2026-12-03T10:00:00Z"},
+    }
+    theirs.pop("status", None)
+    cluster.apply(theirs)  # the other deploy lands between our read and our apply
+    with pytest.raises(UsageError) as refused:
+        cluster.refuse_changed(read_by_us, "default")
+    assert (
+        "changed since this deploy read it (changed by alice@laptop at 2026-12-03T10:00:00Z)"
+        in (str(refused.value))
+    )
+    assert "--force" in str(refused.value)
+    # a writer other than zeroserve is named by its field manager
+    apiserver.kubectl("annotate", "isvc", "iris", "team=a")
+    read_by_us = {"iris": cluster.find("iris", "default")}
+    apiserver.kubectl("annotate", "isvc", "iris", "team=b", "--overwrite")
+    with pytest.raises(UsageError, match=r"changed by kubectl-annotate at 20"):
+        cluster.refuse_changed(read_by_us, "default")
+    # one that did not exist when read and does now changed too
+    with pytest.raises(UsageError, match="changed since this deploy read it"):
+        cluster.refuse_changed({"iris": None}, "default")
+
+
+def test_force_overwrites_a_change_made_by_another_writer(
+    apiserver: ApiServer, deploy_env: dict[str, str], iris_dir: Path, tmp_path: Path
+) -> None:
+    assert zs(deploy_env, "deploy", f"{iris_dir / 'model.py'}:Iris").returncode == 0
+    apiserver.kubectl(
+        "patch", "isvc", "iris", "--type=merge", "-p", '{"spec":{"predictor":{"maxReplicas":9}}}'
+    )
+    forced = zs(deploy_env, "deploy", _another_version(iris_dir, tmp_path), "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert _isvc(apiserver)["spec"]["predictor"]["maxReplicas"] == 2  # the spec's, taken back
+
+
+def test_no_secret_value_reaches_a_manifest_or_a_log(
+    apiserver: ApiServer, deploy_env: dict[str, str], iris_dir: Path, tmp_path: Path
+) -> None:
+    """The credentials a deploy itself uses stay on this machine; the model's own come from a
+    Secret by reference."""
+    value = "zs-secret-value-8c1f0d"
+    env = {**deploy_env, "AWS_SECRET_ACCESS_KEY": value}
+    folder = tmp_path / "iris"
+    shutil.copytree(iris_dir, folder)
+    source = (folder / "model.py").read_text()
+    source = source.replace(
+        "from zeroserve import Batching, predictor",
+        "import zeroserve\n" + "from zeroserve import Batching, predictor",
+    )
+    source = source.replace(
+        '@predictor(name="iris",',
+        '@predictor(name="iris", env={"API_KEY": zeroserve.secret("iris-credentials", "api-key")},',
+    )
+    (folder / "model.py").write_text(source)
+    target = f"{folder / 'model.py'}:Iris"
+    rendered = zs(env, "render", target)
+    assert rendered.returncode == 0, rendered.stderr
+    assert "secretKeyRef" in rendered.stdout
+    deployed = zs(env, "deploy", target)
+    assert deployed.returncode == 0, deployed.stderr
+    live = apiserver.kubectl("get", "isvc", "iris", "-o", "yaml").stdout
+    (api_key,) = [
+        item
+        for item in yaml.safe_load(live)["spec"]["predictor"]["model"]["env"]
+        if item["name"] == "API_KEY"
+    ]
+    assert api_key["valueFrom"] == {"secretKeyRef": {"name": "iris-credentials", "key": "api-key"}}
+    for text in (rendered.stdout, rendered.stderr, deployed.stdout, deployed.stderr, live):
+        assert value not in text

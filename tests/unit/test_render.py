@@ -17,7 +17,7 @@ from tests.conftest import SAMPLES
 from tests.kube_schemas import problems
 from zeroserve import Batching, LLMEngine, UsageError
 from zeroserve.cli.build import render_objects
-from zeroserve.spec.spec import PredictorSpec
+from zeroserve.spec.spec import PredictorSpec, config_map, secret
 from zeroserve.targets.kserve.render import MAX_NAME, RenderOptions, render_inference_service
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
@@ -34,6 +34,14 @@ VARIANTS = {
         name="remote", model_uri="s3://bucket/models/remote@v3", env={"OMP_NUM_THREADS": "2"}
     ),
     "no-resources": PredictorSpec(name="bare", cpu=None, memory=None),
+    "cluster-values": PredictorSpec(
+        name="refs",
+        env={
+            "API_KEY": secret("model-credentials", "api-key"),
+            "REGION": config_map("model-settings", "region"),
+            "LOG_LEVEL": "info",
+        },
+    ),
     "vllm": PredictorSpec(
         name="chat",
         model_uri="s3://bucket/models/chat@v1",
@@ -120,6 +128,12 @@ def test_spec_digest_changes_with_the_spec() -> None:
         ),
         (PredictorSpec(name="ok", env={"ZEROSERVE_CODE_URI": "x"}), OPTIONS, "zeroserve sets"),
         (
+            PredictorSpec(name="ok", env={"AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI"}),
+            OPTIONS,
+            r"look like credentials but are written inline.*zeroserve.secret\('NAME', 'KEY'\)",
+        ),
+        (PredictorSpec(name="ok", env={"db_password": "hunter2"}), OPTIONS, "like credentials"),
+        (
             PredictorSpec(name="ok", batching=Batching(max_batch_size=32)),
             OPTIONS,
             "set concurrency >= 32",
@@ -154,3 +168,30 @@ def test_iris_sample_matches_its_golden_file(tmp_path: Path) -> None:
     assert rendered == golden.read_text(), (
         "run ZEROSERVE_UPDATE_GOLDEN=1 pytest tests/unit/test_render.py"
     )
+
+
+def test_values_kept_in_the_cluster_are_rendered_as_references_never_values() -> None:
+    isvc = render_inference_service(VARIANTS["cluster-values"], OPTIONS)
+    env = {item["name"]: item for item in isvc["spec"]["predictor"]["model"]["env"]}
+    assert env["API_KEY"] == {
+        "name": "API_KEY",
+        "valueFrom": {"secretKeyRef": {"name": "model-credentials", "key": "api-key"}},
+    }
+    assert env["REGION"]["valueFrom"] == {
+        "configMapKeyRef": {"name": "model-settings", "key": "region"}
+    }
+    assert env["LOG_LEVEL"] == {"name": "LOG_LEVEL", "value": "info"}
+
+
+@pytest.mark.parametrize(
+    ("name", "key"), [("Not_A_Name", "k"), ("ok", "has space"), ("", "k"), ("ok", "")]
+)
+def test_a_bad_cluster_value_reference_fails_at_decoration(name: str, key: str) -> None:
+    from zeroserve import SpecError, predictor
+
+    with pytest.raises((SpecError, ValueError)):
+
+        @predictor(name="refs", env={"API_KEY": secret(name, key)})
+        class Refs:
+            def predict(self, instances: list[int]) -> list[int]:
+                return instances

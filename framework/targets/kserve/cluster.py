@@ -8,57 +8,21 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from zeroserve.errors import UsageError
+from zeroserve.errors import ChangedMeanwhile, UsageError
 
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 FIELD_MANAGER = "zeroserve"
+STATUS_RETRIES = 5  # a controller writing status between a check and an apply, again and again
+DEPLOYED_BY, DEPLOYED_AT = "zeroserve.dev/deployed-by", "zeroserve.dev/deployed-at"
 APPLY = "application/apply-patch+yaml"
 INSTALL_KSERVE = (
     "install KServe (its CRDs and controller) on the cluster first; see manifests/README.md"
 )
-
-
-@dataclass(frozen=True)
-class ModelStatus:
-    """One line of `zeroserve status`."""
-
-    name: str
-    namespace: str
-    ready: bool
-    url: str
-    latest_revision: str
-    previous_revision: str
-    traffic: dict[str, int]
-    canary_percent: int | None
-    conditions: list[dict[str, Any]]
-
-    @classmethod
-    def of(cls, isvc: dict[str, Any]) -> ModelStatus:
-        status = isvc.get("status") or {}
-        predictor = (status.get("components") or {}).get("predictor") or {}
-        conditions = list(status.get("conditions") or [])
-        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-        traffic = {
-            str(t.get("revisionName", "?")): int(t.get("percent", 0))
-            for t in predictor.get("traffic") or []
-        }
-        return cls(
-            name=isvc["metadata"]["name"],
-            namespace=isvc["metadata"]["namespace"],
-            ready=ready,
-            url=str(status.get("url") or ""),
-            latest_revision=str(predictor.get("latestCreatedRevision") or ""),
-            previous_revision=str(predictor.get("previousRolledoutRevision") or ""),
-            traffic=traffic,
-            canary_percent=isvc["spec"]["predictor"].get("canaryTrafficPercent"),
-            conditions=conditions,
-        )
 
 
 class Cluster:
@@ -85,23 +49,67 @@ class Cluster:
         With ``expected_version`` the apply succeeds only if nobody changed the object since
         that resourceVersion was read: of two concurrent deploys, the later one gets a conflict.
         """
+        from kubernetes.client.exceptions import ApiException
+
         metadata = isvc["metadata"]
+        name, namespace = metadata["name"], metadata["namespace"]
         if expected_version:
             isvc = {**isvc, "metadata": {**metadata, "resourceVersion": expected_version}}
-        with self._translated("apply", metadata["namespace"]):
+        try:
             applied = self.custom.patch_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                metadata["namespace"],
-                PLURAL,
-                metadata["name"],
-                isvc,
-                field_manager=FIELD_MANAGER,
-                force=force,
-                _content_type=APPLY,
-            )
+                GROUP, VERSION, namespace, PLURAL, name, isvc,
+                field_manager=FIELD_MANAGER, force=force, _content_type=APPLY,
+            )  # fmt: skip
+        except ApiException as exc:
+            if exc.status == 409 and expected_version and "modified" in str(exc.body or ""):
+                raise ChangedMeanwhile(self._changed_meanwhile(name, namespace)) from None
+            with self._translated("apply", namespace):
+                raise
         # The generated client returns no body for 201 Created: read the object back.
         return dict(applied) if applied else self.get(metadata["name"], metadata["namespace"])
+
+    def _changed_meanwhile(
+        self, name: str, namespace: str, now: dict[str, Any] | None = None
+    ) -> str:
+        """Who changed an InferenceService since a deploy read it, and when."""
+        now = now if now is not None else self.find(name, namespace)
+        who = "deleted meanwhile" if now is None else last_writer(now)
+        return (
+            f"inferenceservice {name} in {namespace} changed since this deploy read it ({who}); "
+            "nothing was applied; check `zeroserve status` and deploy again, or pass --force "
+            "to overwrite"
+        )
+
+    def refuse_changed(self, seen: dict[str, dict[str, Any] | None], namespace: str) -> None:
+        """ChangedMeanwhile naming the writer unless every InferenceService is as ``seen`` (read
+        earlier; None: there was none). Status written meanwhile (KServe's controller) is no
+        change: only the spec (its generation), labels and annotations count."""
+        for name, before in seen.items():
+            now = self.find(name, namespace)
+            if _what_a_deploy_writes(now) != _what_a_deploy_writes(before):
+                raise ChangedMeanwhile(self._changed_meanwhile(name, namespace, now))
+
+    def apply_unchanged(
+        self, isvc: dict[str, Any], seen: dict[str, Any] | None, *, check: bool, force: bool
+    ) -> dict[str, Any]:
+        """Apply ``isvc`` (``force``: taking over other managers' fields) unless, with ``check``,
+        the object changed since ``seen`` was read. The apply is conditional on the version
+        checked, and checked again if only the status moved in between."""
+        name, namespace = isvc["metadata"]["name"], isvc["metadata"]["namespace"]
+        for _ in range(STATUS_RETRIES):
+            if check:
+                self.refuse_changed({name: seen}, namespace)
+            now = self.find(name, namespace) if check else None
+            version = None if now is None else str(now["metadata"]["resourceVersion"])
+            try:
+                return self.apply(isvc, force=force, expected_version=version)
+            except ChangedMeanwhile:
+                continue  # checked again: a status write passes, a spec change is refused
+        raise ChangedMeanwhile(self._changed_meanwhile(name, namespace))
+
+    def find(self, name: str, namespace: str) -> dict[str, Any] | None:
+        """The InferenceService, or None when there is none of that name."""
+        return None if self.resource_version(name, namespace) is None else self.get(name, namespace)
 
     def resource_version(self, name: str, namespace: str) -> str | None:
         """The object's current resourceVersion, or None when it does not exist yet."""
@@ -133,9 +141,12 @@ class Cluster:
         with self._translated("delete", namespace, name):
             self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
 
-    def set_canary(self, name: str, namespace: str, percent: int | None) -> dict[str, Any]:
-        """Own `canaryTrafficPercent` (None removes it: the latest revision takes all traffic)."""
-        current = self.get(name, namespace)
+    def set_canary(
+        self, current: dict[str, Any], percent: int | None, writer: dict[str, str]
+    ) -> dict[str, Any]:
+        """Set `canaryTrafficPercent` of ``current`` as it was read (None removes it: the latest
+        revision takes all traffic); a change made since it was read is refused, not lost."""
+        name, namespace = current["metadata"]["name"], current["metadata"]["namespace"]
         predictor = dict(current["spec"]["predictor"])
         if percent is None:
             predictor.pop("canaryTrafficPercent", None)
@@ -144,10 +155,16 @@ class Cluster:
         body = {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "InferenceService",
-            "metadata": {"name": name, "namespace": namespace},
+            # an apply owns what it sends: the labels and annotations go along, or they go away
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": current["metadata"].get("labels") or {},
+                "annotations": {**(current["metadata"].get("annotations") or {}), **writer},
+            },
             "spec": {**current["spec"], "predictor": predictor},
         }
-        return self.apply(body, force=True)
+        return self.apply_unchanged(body, current, check=True, force=True)
 
     def replicas(self, name: str, namespace: str) -> int:
         """Running pods of the model (0 when it has scaled to zero)."""
@@ -202,6 +219,44 @@ class Cluster:
                 f"({_message(body)}); rerun with --force to take them over"
             )
         return f"{verb} {what} in {namespace} failed: HTTP {exc.status} {_message(body)}"
+
+
+def _what_a_deploy_writes(isvc: dict[str, Any] | None) -> Any:
+    """What a change of the object is measured by: its spec (generation), labels, annotations."""
+    if isvc is None:
+        return None
+    metadata = isvc["metadata"]
+    return metadata.get("generation"), metadata.get("labels"), metadata.get("annotations")
+
+
+def _status_only(entry: dict[str, Any]) -> bool:
+    """A managed-fields entry of a status writer (a controller), who changed no model: marked
+    by ``subresource`` (Kubernetes 1.22+) or owning nothing but ``status``."""
+    owned = set((entry.get("fieldsV1") or {}).keys())
+    return entry.get("subresource") == "status" or (bool(owned) and owned <= {"f:status"})
+
+
+def writer_annotations() -> dict[str, str]:
+    """Who changes an InferenceService now, for the next writer's conflict message."""
+    import datetime
+    import getpass
+    import socket
+
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {DEPLOYED_BY: f"{getpass.getuser()}@{socket.gethostname()}", DEPLOYED_AT: now}
+
+
+def last_writer(isvc: dict[str, Any]) -> str:
+    """``changed by USER@HOST at TIME``: from zeroserve's annotations, else the newest entry of
+    the object's managed fields (kubectl, a controller)."""
+    metadata = isvc.get("metadata") or {}
+    annotations = metadata.get("annotations") or {}
+    writes = [f for f in metadata.get("managedFields") or [] if not _status_only(f)]
+    fields = sorted(writes, key=lambda f: str(f.get("time") or ""))
+    newest = fields[-1] if fields else {}
+    if newest.get("manager") in (None, FIELD_MANAGER) and DEPLOYED_BY in annotations:
+        return f"changed by {annotations[DEPLOYED_BY]} at {annotations.get(DEPLOYED_AT, '?')}"
+    return f"changed by {newest.get('manager', 'an unknown writer')} at {newest.get('time', '?')}"
 
 
 def _load_named_kubeconfig(config: Any, path: str) -> None:

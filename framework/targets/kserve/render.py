@@ -17,7 +17,7 @@ from typing import Any
 
 from zeroserve.errors import UsageError
 from zeroserve.spec.fields import DNS_LABEL
-from zeroserve.spec.spec import PredictorSpec
+from zeroserve.spec.spec import ClusterValue, PredictorSpec
 
 RUNTIME = "zeroserve-python"
 MODEL_FORMAT = "zeroserve"
@@ -31,6 +31,9 @@ RESERVED_ENV = {"ZEROSERVE_CODE_URI", "ZEROSERVE_CACHE__ROOT", VLLM_ARGS_ENV}
 IMAGE = re.compile(r"^[a-z0-9]+([._/:@-][a-zA-Z0-9_.-]+)*$")
 GPU_RESOURCE = "nvidia.com/gpu"
 KNATIVE = "autoscaling.knative.dev"
+SECRET_NAME = re.compile(
+    r"SECRET|PASSWORD|PASSWD|TOKEN|CREDENTIAL|ACCESS_KEY|API_KEY|PRIVATE_KEY", re.I
+)
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,9 @@ def render_inference_service(spec: PredictorSpec, options: RenderOptions) -> dic
             },
             "annotations": {
                 "serving.kserve.io/deploymentMode": "Serverless",
+                # traffic targets tagged `latest` and `prev` (KServe's ksvc reconciler), each
+                # with a URL of its own while a canary runs
+                "serving.kserve.io/enable-tag-routing": "true",
                 "zeroserve.dev/spec-digest": spec_digest(spec, options),
                 **_knative_annotations(spec),
             },
@@ -91,6 +97,12 @@ def _check(spec: PredictorSpec, options: RenderOptions) -> None:
     clashes = RESERVED_ENV & set(spec.env)
     if clashes:
         raise UsageError(f"env sets {sorted(clashes)}, which zeroserve sets itself; rename them")
+    inline = sorted(k for k, v in spec.env.items() if isinstance(v, str) and SECRET_NAME.search(k))
+    if inline:
+        raise UsageError(
+            f"env {inline} look like credentials but are written inline; keep them in a Secret "
+            f"and refer to it: env={{'{inline[0]}': zeroserve.secret('NAME', 'KEY')}}"
+        )
     if spec.batching and spec.concurrency < spec.batching.max_batch_size:
         raise UsageError(
             f"concurrency={spec.concurrency} is below batching.max_batch_size="
@@ -145,7 +157,7 @@ def _model(spec: PredictorSpec, options: RenderOptions) -> dict[str, Any]:
         {"name": "ZEROSERVE_CODE_URI", "value": options.code_uri},
         {"name": "ZEROSERVE_CACHE__ROOT", "value": CACHE_MOUNT},
     ]
-    env += [{"name": key, "value": value} for key, value in sorted(spec.env.items())]
+    env += [_env_var(key, value) for key, value in sorted(spec.env.items())]
     mounts = [{"name": "model-cache", "mountPath": CACHE_MOUNT}]
     startup_seconds = options.startup_seconds
     if spec.llm is not None:  # the engine's arguments, tunable in the manifest
@@ -169,6 +181,13 @@ def _model(spec: PredictorSpec, options: RenderOptions) -> dict[str, Any]:
     if options.image:
         model["image"] = options.image
     return model
+
+
+def _env_var(name: str, value: str | ClusterValue) -> dict[str, Any]:
+    if isinstance(value, str):
+        return {"name": name, "value": value}
+    source = "secretKeyRef" if value.kind == "secret" else "configMapKeyRef"
+    return {"name": name, "valueFrom": {source: {"name": value.name, "key": value.key}}}
 
 
 def _resources(spec: PredictorSpec) -> dict[str, dict[str, str]]:
