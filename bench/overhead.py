@@ -166,8 +166,15 @@ def main() -> dict[str, object]:
                 rates[arm] = statistics.fmean(measured_rates)
             ratios["zeroserve"].append(rates["zeroserve"] / rates["kserve"])
             ratios["tracing"].append(rates["tracing_on"] / rates["tracing_off"])
+        offloaded = offloaded_processes(folder)
     sink.shutdown()
-    return report(results, cpu, ratios)
+    return {**report(results, cpu, ratios), "predict_offloaded_processes": offloaded}
+
+
+def offloaded_processes(folder: Path) -> int:
+    """zeroserve processes whose predict() moved to a thread (a slower path) during the run."""
+    logs = [folder / f"{name}-{copy}.log" for name in ("zeroserve", "traced") for copy in (0, 1)]
+    return sum("later calls run in a thread" in log.read_text() for log in logs)
 
 
 def spread(values: list[float]) -> list[float]:

@@ -65,8 +65,11 @@ class PredictorModel(kserve.Model):  # type: ignore[misc]
         await self.runner.close()
 
     async def healthy(self) -> bool:
-        """KServe's readiness routes answer from this."""
-        return await self.runner.healthy()
+        """KServe's readiness routes (and its data plane, on every request) answer from this."""
+        runner = self.runner
+        if not runner.ready or runner.health_check is None:
+            return runner.ready  # the usual case: no coroutine more
+        return await runner.healthy()
 
     async def predict(
         self,

@@ -21,8 +21,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 class BodySizeLimit:
     """ASGI middleware: a body over ``limit`` bytes answers 413 with a JSON error.
 
-    A declared ``Content-Length`` over the limit is refused before the body is read; a streamed
-    body is counted as it arrives and refused once it passes the limit.
+    A declared ``Content-Length`` over the limit is refused before the body is read (one within
+    it is all the server reads: HTTP/1.1 framing); a streamed (chunked) body is counted as it
+    arrives and refused once it passes the limit.
     """
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
@@ -34,9 +35,13 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         declared = _content_length(scope)
-        if declared is not None and declared > self.limit:
-            error = PayloadTooLarge(limit_bytes=self.limit, received_bytes=declared)
-            await JSONResponse(error.to_body(), status_code=413)(scope, receive, send)
+        if declared is not None:
+            if declared > self.limit:
+                error = PayloadTooLarge(limit_bytes=self.limit, received_bytes=declared)
+                await JSONResponse(error.to_body(), status_code=413)(scope, receive, send)
+                return
+            # the server reads no more than the declared length: nothing to count
+            await self.app(scope, receive, send)
             return
         received = 0
 

@@ -106,10 +106,15 @@ class PredictorRunner:
         except Exception:
             logger.exception("close() of model '%s' raised", self.name)
 
+    @property
+    def health_check(self) -> Any:
+        """The user's optional ``healthy()``, or None."""
+        return getattr(self.instance, "healthy", None)
+
     async def healthy(self) -> bool:
         """Ready once loaded, and while the user's optional ``healthy()`` says so (vLLM's
         predictor asks its engine)."""
-        check = getattr(self.instance, "healthy", None)
+        check = self.health_check
         if not self.ready or check is None:
             return self.ready
         answer = check()  # a plain def answers at once; an async def is awaited
@@ -120,6 +125,8 @@ class PredictorRunner:
         if isinstance(body, bytes | str):  # a JSON body sent without a JSON content type
             body = _json_body(body)
         kwargs = self.declaration.signature.bind_v1(body)
+        if not tracing_on():  # the warm path: one coroutine less
+            return await self._monitored(kwargs)
         return await self._traced(kwargs, headers)
 
     async def predict_v2(
@@ -133,8 +140,6 @@ class PredictorRunner:
         return await self._traced(kwargs, headers)
 
     async def _traced(self, kwargs: dict[str, Any], headers: Mapping[str, str] | None) -> Any:
-        if not tracing_on():
-            return await self._monitored(kwargs)
         with server_span("predict", headers, self.span_attributes):
             return await self._monitored(kwargs)
 
@@ -176,7 +181,10 @@ class PredictorRunner:
         try:
             if self.declaration.signature.is_async:
                 return await self.instance.predict(**kwargs)
-            return await self._call_sync(kwargs)
+            if self.offload_predict:
+                call = functools.partial(self.instance.predict, **kwargs)
+                return await asyncio.get_running_loop().run_in_executor(None, call)
+            return self._call_inline(kwargs)
         except Exception as exc:
             logger.exception("predict() of model '%s' raised", self.name)
             raise self._predict_error(exc) from exc
@@ -210,7 +218,7 @@ class PredictorRunner:
             self.on_fatal(error)
         return error
 
-    async def _call_sync(self, kwargs: dict[str, Any]) -> Any:
+    def _call_inline(self, kwargs: dict[str, Any]) -> Any:
         """Run a plain ``def predict`` inline while it is fast, in a thread once it is slow.
 
         Handing a call to a thread costs about 0.2 ms here, more than a small model's whole
@@ -220,9 +228,6 @@ class PredictorRunner:
         only its own CPU time, or a wait it made (I/O, sleep, a lock), counts. Measuring that
         costs system calls, so only the PROBE_CALLS calls after one that ran long are measured.
         """
-        if self.offload_predict:
-            call = functools.partial(self.instance.predict, **kwargs)
-            return await asyncio.get_running_loop().run_in_executor(None, call)
         if self.probing:  # a call ran long lately: measure closely whose time it was
             return self._call_measured(kwargs)
         started = time.perf_counter()
@@ -232,14 +237,17 @@ class PredictorRunner:
         return result
 
     def _call_measured(self, kwargs: dict[str, Any]) -> Any:
-        """One inline call with its CPU time and waits measured (two system calls more)."""
+        """One inline call with its CPU time and context switches measured (system calls)."""
         self.probing -= 1
-        waits, cpu_started = _voluntary_switches(), time.thread_time()
+        switches, cpu_started = _context_switches(), time.thread_time()
         started = time.perf_counter()
         result = self.instance.predict(**kwargs)
         elapsed = time.perf_counter() - started
-        cpu, waited = time.thread_time() - cpu_started, _voluntary_switches() > waits
-        if held_the_loop(elapsed, cpu, waited=waited):
+        cpu = time.thread_time() - cpu_started
+        waits, preemptions = (
+            after - before for after, before in zip(_context_switches(), switches, strict=True)
+        )
+        if held_the_loop(elapsed, cpu, waited=waits > 0 and preemptions == 0):
             self.slow_calls += 1
         if self.slow_calls >= OFFLOAD_AFTER_SLOW_CALLS:
             self.offload_predict = True
@@ -256,14 +264,16 @@ class PredictorRunner:
 
 def held_the_loop(elapsed_s: float, cpu_s: float, *, waited: bool) -> bool:
     """Whether an inline call held the event loop over OFFLOAD_AFTER_S by itself: with its own
-    CPU time, or by waiting (it gave up the CPU: I/O, sleep, a lock). A call that only ran long
-    because other processes had the CPU (involuntary switches) did not."""
+    CPU time, or by waiting (it gave up the CPU: I/O, sleep, a lock, and was never preempted,
+    so the time was the wait's). A call that ran long because other processes had the CPU
+    did not: only a call that was never preempted counts its wall time."""
     return cpu_s > OFFLOAD_AFTER_S or (elapsed_s > OFFLOAD_AFTER_S and waited)
 
 
-def _voluntary_switches() -> int:
-    """How often this thread gave up the CPU by waiting, so far."""
-    return resource.getrusage(_RUSAGE_THREAD).ru_nvcsw
+def _context_switches() -> tuple[int, int]:
+    """This thread's voluntary (it waited) and involuntary (it was preempted) switches so far."""
+    usage = resource.getrusage(_RUSAGE_THREAD)
+    return usage.ru_nvcsw, usage.ru_nivcsw
 
 
 async def _call_user(method: Any, *args: Any) -> Any:
