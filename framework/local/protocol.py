@@ -142,7 +142,7 @@ _TYPES: dict[str, type[Any]] = {
 
 def encode(message: Message) -> bytes:
     """A message as JSON text, tagged with its type."""
-    return orjson.dumps({"type": type(message).__name__, **_plain(message)})
+    return orjson.dumps({"type": type(message).__name__, **json_fields(message)})
 
 
 def decode(data: bytes) -> Message:
@@ -170,14 +170,14 @@ def decode_options(fields: dict[str, Any]) -> WorkerOptions:
     )
 
 
-def _plain(value: Any) -> Any:
+def json_fields(value: Any) -> Any:
     """Dataclasses and pydantic models as JSON-ready dicts and lists."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: json_fields(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if hasattr(value, "model_dump"):
         return value.model_dump(mode="json")
     if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
+        return [json_fields(item) for item in value]
     return value
 
 

@@ -62,6 +62,7 @@ class PredictorRunner:
         self.model_dir = model_dir
         self.instance = user_class()
         self.ready = False
+        self.health_check = getattr(self.instance, "healthy", None)  # the user's, or None
         self.timeline = timeline or StartupTimeline()
         self.offload_predict = False
         self.span_attributes = {"zeroserve.model": self.name}
@@ -105,11 +106,6 @@ class PredictorRunner:
             await _call_user(close)
         except Exception:
             logger.exception("close() of model '%s' raised", self.name)
-
-    @property
-    def health_check(self) -> Any:
-        """The user's optional ``healthy()``, or None."""
-        return getattr(self.instance, "healthy", None)
 
     async def healthy(self) -> bool:
         """Ready once loaded, and while the user's optional ``healthy()`` says so (vLLM's

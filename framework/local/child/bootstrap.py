@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import dataclasses
 import os
 import signal
 import sys
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from zeroserve.local.protocol import WorkerOptions, decode_options
+from zeroserve.local.protocol import WorkerOptions, decode_options, json_fields
 from zeroserve.settings import Settings
 from zeroserve.telemetry.logs import configure_logging
 
@@ -53,16 +52,9 @@ class ChildStart:
             "control_fd": self.control_fd,
             "settings": self.settings.model_dump(mode="json"),
             "no_fork": self.no_fork,
-            "replica": None if self.replica is None else _replica_fields(self.replica),
+            "replica": json_fields(self.replica),
         }
         return [sys.executable, "-m", module, "--bootstrap", orjson.dumps(fields).decode()]
-
-
-def _replica_fields(replica: SpawnedReplica) -> dict[str, object]:
-    options = dataclasses.asdict(replica.options)
-    if replica.options.batching is not None:
-        options["batching"] = replica.options.batching.model_dump(mode="json")
-    return {"model": replica.model, "replica_id": replica.replica_id, "options": options}
 
 
 def read_child_start(argv: list[str] | None, prog: str) -> ChildStart:

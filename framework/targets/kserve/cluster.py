@@ -82,12 +82,20 @@ class Cluster:
 
     def refuse_changed(self, seen: dict[str, dict[str, Any] | None], namespace: str) -> None:
         """ChangedMeanwhile naming the writer unless every InferenceService is as ``seen`` (read
-        earlier; None: there was none). Status written meanwhile (KServe's controller) is no
-        change: only the spec (its generation), labels and annotations count."""
+        earlier; None: there was none)."""
         for name, before in seen.items():
-            now = self.find(name, namespace)
-            if _what_a_deploy_writes(now) != _what_a_deploy_writes(before):
-                raise ChangedMeanwhile(self._changed_meanwhile(name, namespace, now))
+            self._unchanged(name, namespace, before)
+
+    def _unchanged(
+        self, name: str, namespace: str, before: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """The object now, or ChangedMeanwhile if it changed since ``before``. Status written
+        meanwhile (KServe's controller) is no change: only the spec (its generation), labels
+        and annotations count."""
+        now = self.find(name, namespace)
+        if _what_a_deploy_writes(now) != _what_a_deploy_writes(before):
+            raise ChangedMeanwhile(self._changed_meanwhile(name, namespace, now))
+        return now
 
     def apply_unchanged(
         self, isvc: dict[str, Any], seen: dict[str, Any] | None, *, check: bool, force: bool
@@ -97,9 +105,7 @@ class Cluster:
         checked, and checked again if only the status moved in between."""
         name, namespace = isvc["metadata"]["name"], isvc["metadata"]["namespace"]
         for _ in range(STATUS_RETRIES):
-            if check:
-                self.refuse_changed({name: seen}, namespace)
-            now = self.find(name, namespace) if check else None
+            now = self._unchanged(name, namespace, seen) if check else None
             version = None if now is None else str(now["metadata"]["resourceVersion"])
             try:
                 return self.apply(isvc, force=force, expected_version=version)
@@ -108,11 +114,7 @@ class Cluster:
         raise ChangedMeanwhile(self._changed_meanwhile(name, namespace))
 
     def find(self, name: str, namespace: str) -> dict[str, Any] | None:
-        """The InferenceService, or None when there is none of that name."""
-        return None if self.resource_version(name, namespace) is None else self.get(name, namespace)
-
-    def resource_version(self, name: str, namespace: str) -> str | None:
-        """The object's current resourceVersion, or None when it does not exist yet."""
+        """The InferenceService, or None when there is none of that name (one GET)."""
         from kubernetes.client.exceptions import ApiException
 
         try:
@@ -124,7 +126,7 @@ class Cluster:
                 return None
             with self._translated("get", namespace, name):
                 raise
-        return str(found["metadata"]["resourceVersion"])
+        return dict(found)
 
     def get(self, name: str, namespace: str) -> dict[str, Any]:
         with self._translated("get", namespace, name):
