@@ -69,6 +69,15 @@ class CacheSettings(BaseModel):
     budget: ByteSize = 20 * 1024**3
 
 
+class PodSettings(BaseModel):
+    """What a cluster pod knows of itself (rendered by `zeroserve render`; empty elsewhere): the
+    InferenceService it serves, to write a ColdStart event on, as its service account."""
+
+    inference_service: str = ""
+    name: str = ""  # the pod's own name (downward API)
+    service_account_dir: Path = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
 class Settings(BaseSettings):
     """All of zeroserve's settings; ``ZEROSERVE_SERVER__PORT=9000`` sets ``server.port``."""
 
@@ -77,5 +86,6 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     cache: CacheSettings = CacheSettings()
     local: LocalSettings = LocalSettings()
+    pod: PodSettings = PodSettings()
     repository: str = ""
     debug: bool = False

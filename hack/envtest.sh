@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Build a real kube-apiserver for the tests, from Debian's `kubernetes` source package (1.20),
-# and install etcd. Prints the binary's path. Cached: later runs return at once.
+# Build a real kube-apiserver and kube-controller-manager for the tests, from Debian's `kubernetes`
+# source package (1.20), and install etcd. Prints the API server's path. Cached: later runs return
+# at once. The controller manager runs the ResourceQuota controller, without which the API server
+# refuses every object a quota covers ("status unknown for quota").
 #
-#   hack/envtest.sh            # build if needed, print the path
+#   hack/envtest.sh            # build if needed, print the API server's path
 #
 # The cache is ${ZEROSERVE_ENVTEST_CACHE:-~/.cache/zeroserve/envtest}. Needs apt (Debian 12),
 # about 10-20 minutes of 2 cores the first time, and no network beyond Debian's archive.
@@ -10,7 +12,12 @@ set -euo pipefail
 
 cache=${ZEROSERVE_ENVTEST_CACHE:-$HOME/.cache/zeroserve/envtest}
 binary=$cache/kube-apiserver
-if [[ -x $binary ]] && command -v etcd >/dev/null; then
+programs=(kube-apiserver kube-controller-manager)
+missing=()
+for program in "${programs[@]}"; do
+  [[ -x $cache/$program ]] || missing+=("$program")
+done
+if [[ ${#missing[@]} -eq 0 ]] && command -v etcd >/dev/null; then
   echo "$binary"
   exit 0
 fi
@@ -66,7 +73,9 @@ inputs=$(grep -Rl --include='*.go' '+k8s:openapi-gen=' pkg vendor/k8s.io/ 2>/dev
   -O zz_generated.openapi -h vendor/k8s.io/code-generator/hack/boilerplate.go.txt \
   -r "$work/violations.report" >&2
 
-log "building kube-apiserver (10-20 minutes on 2 cores the first time)"
-go build -o "$work/kube-apiserver" ./cmd/kube-apiserver
-mv "$work/kube-apiserver" "$binary"
+for program in "${missing[@]}"; do
+  log "building $program (10-20 minutes on 2 cores the first time)"
+  go build -o "$work/$program" "./cmd/$program"
+  mv "$work/$program" "$cache/$program"
+done
 echo "$binary"

@@ -254,3 +254,15 @@ def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from tests.envtest import start
 
     yield from start(tmp_path_factory.mktemp("envtest"))
+
+
+@pytest.fixture
+def deploy_env(apiserver: Any, moto_s3: MotoS3) -> dict[str, str]:
+    """The kit installed in `default` (as manifests/README.md says) and a code repository."""
+    apiserver.install_kit(MANIFESTS / "base", "default")
+    bucket = moto_s3.new_bucket()
+    return {
+        **moto_s3.env,
+        "KUBECONFIG": str(apiserver.kubeconfig),
+        "ZEROSERVE_REPOSITORY": f"s3://{bucket}/zeroserve",
+    }

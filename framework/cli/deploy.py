@@ -14,6 +14,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from zeroserve.cli.build import service_account_option
 from zeroserve.errors import UsageError
 from zeroserve.settings import Settings
 
@@ -33,7 +34,7 @@ def _cluster(kubeconfig: str | None) -> Any:
 @kubeconfig_option
 @click.option("--repository", default=None, help="Artifact repository for the code package.")
 @click.option("--image", default=None, help="A custom runtime image.")
-@click.option("--service-account", default=None, help="Service account bound to credentials.")
+@service_account_option
 @click.option(
     "--canary",
     type=int,
@@ -68,6 +69,7 @@ def deploy_command(
     from zeroserve.cli.build import _repository
     from zeroserve.serving.loader import find_predictors
     from zeroserve.targets.kserve.package import publish
+    from zeroserve.targets.kserve.preflight import check_before_apply
     from zeroserve.targets.kserve.rollout import canary_for_deploy, checked_percent
 
     if canary is not None:
@@ -79,11 +81,18 @@ def deploy_command(
     splits = {item.name: canary_for_deploy(item.name, live[item.name], canary) for item in found}
     with tempfile.TemporaryDirectory() as scratch:
         code_uri, _ = publish(found, _repository(settings, repository), Path(scratch))
-    if not force:
-        cluster.refuse_changed(live, namespace)  # all or nothing: checked before any apply
+    isvcs = {}
     for item in found:
         isvc = _rendered(item.declaration.spec, namespace, code_uri, image, service_account)
         isvc["spec"]["predictor"].update(_canary_field(splits[item.name]))
+        isvcs[item.name] = isvc
+    # all or nothing: quota, limits, references and concurrent changes checked before any apply
+    for note in check_before_apply(cluster, list(isvcs.values()), namespace):
+        click.echo(note, err=True)
+    if not force:
+        cluster.refuse_changed(live, namespace)
+    for item in found:
+        isvc = isvcs[item.name]
         applied = cluster.apply_unchanged(isvc, live[item.name], check=not force, force=force)
         generation = applied["metadata"].get("generation")
         click.echo(f"inferenceservice/{item.name} applied in {namespace} (generation {generation})")
@@ -180,14 +189,33 @@ def status_command(
     items = [cluster.get(name, namespace)] if name else cluster.list_models(namespace)
     statuses = [ModelStatus.of(item) for item in items]
     replicas = {status.name: cluster.replicas(status.name, namespace) for status in statuses}
+    cold_starts = cluster.cold_starts(namespace)
     if output_format == "json":
         rows = [
-            {**dataclasses.asdict(status), "replicas": replicas[status.name]} for status in statuses
+            {
+                **dataclasses.asdict(status),
+                "replicas": replicas[status.name],
+                "last_cold_start": cold_starts.get(status.name),
+            }
+            for status in statuses
         ]
         click.echo(json.dumps(rows, indent=2))
         return
-    table = Table("name", "ready", "url", "replicas", "latest", "rolled out", "traffic")
+    _print_table(statuses, replicas, cold_starts)
+    if name:
+        _print_detail(cluster, statuses[0], namespace)
+        if drift:
+            _print_drift_unless_at_zero(statuses[0], replicas[name])
+
+
+def _print_table(
+    statuses: list[Any], replicas: dict[str, int], cold_starts: dict[str, dict[str, Any]]
+) -> None:
+    table = Table(
+        "name", "ready", "url", "replicas", "latest", "rolled out", "traffic", "last cold start"
+    )
     for status in statuses:
+        last = cold_starts.get(status.name)
         table.add_row(
             status.name,
             "yes" if status.ready else "no",
@@ -196,22 +224,38 @@ def status_command(
             status.latest_revision,
             status.rolled_out_revision,
             status.traffic_text(),
+            last["message"].split(":")[0].removeprefix("cold start ") if last else "",
         )
-    Console().print(table)
-    if name:
-        for share in statuses[0].traffic:
-            click.echo(f"traffic {share}")
-        for condition in statuses[0].conditions:
-            click.echo(
-                f"condition {condition.get('type')}={condition.get('status')} "
-                f"{condition.get('reason') or ''} {condition.get('message') or ''}".rstrip()
-            )
-        for event in cluster.events(name, namespace)[-10:]:
-            click.echo(f"event {event['type']} {event['reason']}: {event['message']}")
-        if drift and statuses[0].ready and statuses[0].url:
-            from zeroserve.cli.local_status import print_drift
+    Console(width=200).print(table)
 
-            print_drift(statuses[0].url, name)
+
+def _print_detail(cluster: Any, status: Any, namespace: str) -> None:
+    """Traffic, conditions and the model's last events (its cold starts among them)."""
+    for share in status.traffic:
+        click.echo(f"traffic {share}")
+    for condition in status.conditions:
+        click.echo(
+            f"condition {condition.get('type')}={condition.get('status')} "
+            f"{condition.get('reason') or ''} {condition.get('message') or ''}".rstrip()
+        )
+    for event in cluster.events(status.name, namespace)[-10:]:
+        click.echo(f"event {event['time']} {event['type']} {event['reason']}: {event['message']}")
+
+
+def _print_drift_unless_at_zero(status: Any, replicas: int) -> None:
+    """Drift is counted by a running pod: asking a model at zero would wake it (and find an
+    empty window), so it is not asked."""
+    if replicas == 0:
+        click.echo(
+            f"{status.name} is at zero (no pod running): drift is counted by a running pod, so "
+            "there is none to report and the model was not woken; ask again while it serves"
+        )
+    elif not (status.ready and status.url):
+        click.echo(f"{status.name} is not ready: no drift to ask for yet")
+    else:
+        from zeroserve.cli.local_status import print_drift
+
+        print_drift(status.url, status.name)
 
 
 @click.command("rollout")

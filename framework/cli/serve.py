@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -76,7 +77,7 @@ def serve(settings: Settings, /, target: str, direct: bool, **flags: Any) -> Non
             _serve_activated(target, activated)
             return
         folders.prefetch(model_uris_in(python_files(target)))  # overlaps with the imports below
-        _serve_found(target, server_settings, folders, timeline)
+        _serve_found(target, server_settings, folders, timeline, _cold_start_reporter(settings))
     finally:
         folders.close()
 
@@ -89,8 +90,28 @@ def _serve_activated(target: str, settings: Settings) -> None:
     Activator(target, settings).serve(sock)
 
 
+def _cold_start_reporter(settings: Settings) -> Callable[[StartupTimeline], None] | None:
+    """In a cluster pod: write each cold start as a ColdStart event on its InferenceService."""
+    if not settings.pod.inference_service:
+        return None
+    from zeroserve.targets.kserve.events import PodIdentity, report_in_background
+
+    identity = PodIdentity.of_this_pod(settings.pod)
+    if identity is None:
+        return None
+
+    def report(timeline: StartupTimeline) -> None:
+        report_in_background(identity, timeline.as_dict())
+
+    return report
+
+
 def _serve_found(
-    target: str, settings: ServerSettings, folders: ModelFolders, timeline: StartupTimeline
+    target: str,
+    settings: ServerSettings,
+    folders: ModelFolders,
+    timeline: StartupTimeline,
+    on_started: Callable[[StartupTimeline], None] | None = None,
 ) -> None:
     with timeline.phase("imports"):
         from zeroserve.serving.kserve_model import serving_model
@@ -107,7 +128,8 @@ def _serve_found(
     where = f"http://{settings.host}:{sock.getsockname()[1]}"
     names = ", ".join(model.name for model in models)
     click.secho(f"zeroserve: serving {names} on {where} (docs at {where}/docs)", err=True)
-    LocalModelServer(settings).serve(models, sock, timeline)
+    on_ready = None if on_started is None else (lambda: on_started(timeline))
+    LocalModelServer(settings).serve(models, sock, timeline, on_ready=on_ready)
 
 
 def _with_flags(base: SettingsModel, flags: dict[str, Any]) -> SettingsModel:

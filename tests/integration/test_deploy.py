@@ -18,7 +18,7 @@ import pytest
 import yaml
 from sklearn.datasets import load_iris
 
-from tests.conftest import MANIFESTS, MotoS3, run_zeroserve, start_server, wait_ready
+from tests.conftest import MANIFESTS, run_zeroserve, start_server, wait_ready
 from tests.envtest import TEAM_A_TOKEN, ApiServer
 from tests.kserve_standin import KServeStandIn
 from zeroserve.telemetry.drift import write_profile
@@ -81,14 +81,22 @@ def write_status(
     )
 
 
-@pytest.fixture
-def deploy_env(apiserver: ApiServer, moto_s3: MotoS3) -> dict[str, str]:
-    bucket = moto_s3.new_bucket()
-    return {
-        **moto_s3.env,
-        "KUBECONFIG": str(apiserver.kubeconfig),
-        "ZEROSERVE_REPOSITORY": f"s3://{bucket}/zeroserve",
-    }
+def running_pod(server: ApiServer, model: str, namespace: str) -> None:
+    """A pod of ``model`` in phase Running, as the kubelet reports one (no kubelet runs here)."""
+    from kubernetes import client, config
+
+    core = client.CoreV1Api(config.new_client_from_config(config_file=str(server.kubeconfig)))
+    pod = core.create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {
+                "generateName": f"{model}-predictor-00001-deployment-",
+                "labels": {"serving.kserve.io/inferenceservice": model},
+            },
+            "spec": {"containers": [{"name": "kserve-container", "image": "zeroserve-python"}]},
+        },
+    )
+    core.patch_namespaced_pod_status(pod.metadata.name, namespace, {"status": {"phase": "Running"}})
 
 
 def zs(env: dict[str, str], *args: str) -> Any:
@@ -250,6 +258,15 @@ def test_deploy_wait_reports_pending_conditions_then_the_url(
 ) -> None:
     target = f"{iris_dir / 'model.py'}:Iris"
     apiserver.kubectl("create", "namespace", "waiting")
+    no_kit = zs(deploy_env, "deploy", target, "--namespace", "waiting")
+    assert no_kit.returncode == 2
+    assert no_kit.stderr == (
+        "error: service account waiting/zeroserve-model does not exist: install the kit in "
+        "waiting (kubectl apply -k manifests/base -n waiting) or pass --service-account; "
+        "nothing was applied\n"
+    )
+    assert apiserver.kubectl("get", "isvc", "-n", "waiting", "-o", "name").stdout == ""
+    apiserver.install_kit(MANIFESTS / "base", "waiting")
     timed_out = zs(
         deploy_env, "deploy", target, "--namespace", "waiting", "--wait", "--timeout", "2"
     )
@@ -340,6 +357,7 @@ def test_status_drift_asks_the_model_at_its_url(
     try:
         wait_ready(pod, "iris")
         write_status(apiserver, "iris", "default", ready=True, url=pod.url)
+        running_pod(apiserver, "iris", "default")  # what Knative would run: not at zero
         detail = zs(deploy_env, "status", "iris", "--drift")
     finally:
         pod.stop()
@@ -422,6 +440,29 @@ def test_no_secret_value_reaches_a_manifest_or_a_log(
     rendered = zs(env, "render", target)
     assert rendered.returncode == 0, rendered.stderr
     assert "secretKeyRef" in rendered.stdout
+    missing = zs(env, "deploy", target)
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines()[-1] == (
+        "error: iris: env API_KEY comes from secret iris-credentials, which does not exist in "
+        "default; create it (kubectl create secret generic iris-credentials -n default "
+        "--from-literal=api-key=...); nothing was applied"
+    )
+    untouched = apiserver.kubectl("get", "isvc", "iris", "-o", "yaml").stdout  # an earlier test's
+    assert "API_KEY" not in untouched  # nothing of this deploy was applied
+    made = apiserver.kubectl(
+        "create", "secret", "generic", "iris-credentials", f"--from-literal=other={value}"
+    )
+    assert made.returncode == 0, made.stderr
+    wrong_key = zs(env, "deploy", target)
+    assert wrong_key.returncode == 2
+    assert "comes from key api-key of secret iris-credentials in default, which has only " in (
+        wrong_key.stderr
+    )
+    apiserver.kubectl("delete", "secret", "iris-credentials")
+    made = apiserver.kubectl(
+        "create", "secret", "generic", "iris-credentials", f"--from-literal=api-key={value}"
+    )
+    assert made.returncode == 0, made.stderr
     deployed = zs(env, "deploy", target)
     assert deployed.returncode == 0, deployed.stderr
     live = apiserver.kubectl("get", "isvc", "iris", "-o", "yaml").stdout
@@ -431,5 +472,6 @@ def test_no_secret_value_reaches_a_manifest_or_a_log(
         if item["name"] == "API_KEY"
     ]
     assert api_key["valueFrom"] == {"secretKeyRef": {"name": "iris-credentials", "key": "api-key"}}
-    for text in (rendered.stdout, rendered.stderr, deployed.stdout, deployed.stderr, live):
+    outputs = (missing, wrong_key, rendered, deployed)
+    for text in [live, *(o.stdout for o in outputs), *(o.stderr for o in outputs)]:
         assert value not in text

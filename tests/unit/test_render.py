@@ -80,7 +80,7 @@ def test_llm_gets_gpus_shared_memory_engine_arguments_and_a_long_startup_probe()
     assert shm in predictor["volumes"]
     assert {"name": "dshm", "mountPath": "/dev/shm"} in model["volumeMounts"]
     assert {"name": "model-cache", "mountPath": "/var/cache/zeroserve"} in model["volumeMounts"]
-    env = {item["name"]: item["value"] for item in model["env"]}
+    env = {item["name"]: item.get("value") for item in model["env"]}
     args = env["ZEROSERVE_VLLM_ARGS"].split()
     assert args[args.index("--max-model-len") + 1] == "8192"
     assert args[args.index("--tensor-parallel-size") + 1] == "2"
@@ -157,7 +157,7 @@ def test_iris_sample_matches_its_golden_file(tmp_path: Path) -> None:
         namespace="default",
         image=None,
         repository="s3://my-bucket/zeroserve",
-        service_account=None,
+        service_account="zeroserve-model",
     )
     for obj in objects:
         assert problems(obj) == []

@@ -42,12 +42,18 @@ class Cluster:
         self.server = client.Configuration.get_default_copy().host
 
     def apply(
-        self, isvc: dict[str, Any], *, force: bool = False, expected_version: str | None = None
+        self,
+        isvc: dict[str, Any],
+        *,
+        force: bool = False,
+        expected_version: str | None = None,
+        dry_run: bool = False,
     ) -> dict[str, Any]:
         """Server-side apply with field manager `zeroserve`; unchanged specs change nothing.
 
         With ``expected_version`` the apply succeeds only if nobody changed the object since
         that resourceVersion was read: of two concurrent deploys, the later one gets a conflict.
+        ``dry_run``: the API server admits it (quota included) and stores nothing.
         """
         from kubernetes.client.exceptions import ApiException
 
@@ -55,18 +61,54 @@ class Cluster:
         name, namespace = metadata["name"], metadata["namespace"]
         if expected_version:
             isvc = {**isvc, "metadata": {**metadata, "resourceVersion": expected_version}}
+        extra = {"dry_run": "All"} if dry_run else {}
         try:
             applied = self.custom.patch_namespaced_custom_object(
                 GROUP, VERSION, namespace, PLURAL, name, isvc,
-                field_manager=FIELD_MANAGER, force=force, _content_type=APPLY,
+                field_manager=FIELD_MANAGER, force=force, _content_type=APPLY, **extra,
             )  # fmt: skip
         except ApiException as exc:
             if exc.status == 409 and expected_version and "modified" in str(exc.body or ""):
                 raise ChangedMeanwhile(self._changed_meanwhile(name, namespace)) from None
-            with self._translated("apply", namespace):
+            with self._translated("apply", namespace, name):
                 raise
+        if dry_run:
+            return dict(applied or {})
         # The generated client returns no body for 201 Created: read the object back.
         return dict(applied) if applied else self.get(metadata["name"], metadata["namespace"])
+
+    def admit_pod(self, pod: dict[str, Any], namespace: str) -> dict[str, Any] | None:
+        """The pod as the API server would admit it (LimitRange defaults filled in, quota and
+        service account checked), by a dry run that creates nothing; None if this user may not
+        create pods there. UsageError naming the quota or limit that refuses it."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            admitted = self.core.create_namespaced_pod(namespace, pod, dry_run="All")
+        except ApiException as exc:
+            if exc.status == 403 and "cannot create resource" in str(exc.body or ""):
+                return None
+            with self._translated("create pods", namespace):
+                raise
+        return dict(self.core.api_client.sanitize_for_serialization(admitted))
+
+    def keys_of(self, kind: str, name: str, namespace: str) -> tuple[bool, set[str] | None]:
+        """(readable, the keys of Secret or ConfigMap ``name`` or None if there is none); the
+        values are never kept. (False, None) when this user may not read them."""
+        from kubernetes.client.exceptions import ApiException
+
+        if kind == "secret":
+            read = self.core.read_namespaced_secret
+        else:
+            read = self.core.read_namespaced_config_map
+        try:
+            found = read(name, namespace)
+        except ApiException as exc:
+            if exc.status in (403, 404):
+                return exc.status == 404, None
+            with self._translated(f"get {kind}s", namespace, name):
+                raise
+        return True, set((found.data or {}).keys()) | set(getattr(found, "binary_data", None) or {})
 
     def _changed_meanwhile(
         self, name: str, namespace: str, now: dict[str, Any] | None = None
@@ -177,11 +219,28 @@ class Cluster:
         return sum(1 for pod in pods.items if (pod.status and pod.status.phase) == "Running")
 
     def events(self, name: str, namespace: str) -> list[dict[str, Any]]:
+        """The events on ``name``, oldest first."""
+        return self._events(namespace, f"involvedObject.name={name}")
+
+    def cold_starts(self, namespace: str) -> dict[str, dict[str, Any]]:
+        """The last ColdStart event of each InferenceService in ``namespace``, by name."""
+        selector = "reason=ColdStart,involvedObject.kind=InferenceService"
+        return {event["object"]: event for event in self._events(namespace, selector)}
+
+    def _events(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         with self._translated("list events", namespace):
-            found = self.core.list_namespaced_event(
-                namespace, field_selector=f"involvedObject.name={name}"
-            )
-        return [{"type": e.type, "reason": e.reason, "message": e.message} for e in found.items]
+            found = self.core.list_namespaced_event(namespace, field_selector=selector)
+        events = [
+            {
+                "object": e.involved_object.name,
+                "type": e.type,
+                "reason": e.reason,
+                "message": e.message,
+                "time": _utc(e.last_timestamp or e.event_time or e.metadata.creation_timestamp),
+            }
+            for e in found.items
+        ]
+        return sorted(events, key=lambda event: event["time"])
 
     @contextlib.contextmanager
     def _translated(self, verb: str, namespace: str, name: str | None = None) -> Iterator[None]:
@@ -199,11 +258,16 @@ class Cluster:
             ) from None
 
     def _explain(self, exc: Any, verb: str, namespace: str, name: str | None) -> str:
+        from zeroserve.targets.kserve.preflight import admission_refusal
+
         body = str(exc.body or "")
         what = f"inferenceservice {name}" if name else "inferenceservices"
+        # "list pods", "get secrets" name their own resource; a bare verb is of InferenceServices
+        act = (f"{verb} {name}" if name else verb) if " " in verb else f"{verb} {what}"
         if exc.status == 403:
-            return (
-                f"forbidden: you may not {verb} {what} in namespace {namespace}; ask for the "
+            refusal = admission_refusal(_message(body), namespace)
+            return refusal or (
+                f"forbidden: you may not {act} in namespace {namespace}; ask for the "
                 "zeroserve-deployer ClusterRole bound there (manifests/base/rbac.yaml)"
             )
         if exc.status == 404 and name is None or "the server could not find" in body:
@@ -220,7 +284,12 @@ class Cluster:
                 f"conflict: another field manager owns fields of {what} in {namespace} "
                 f"({_message(body)}); rerun with --force to take them over"
             )
-        return f"{verb} {what} in {namespace} failed: HTTP {exc.status} {_message(body)}"
+        return f"{act} in {namespace} failed: HTTP {exc.status} {_message(body)}"
+
+
+def _utc(moment: Any) -> str:
+    """``2026-12-03T08:33:52Z`` for a datetime the client parsed (an empty string for none)."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment is not None else ""
 
 
 def _what_a_deploy_writes(isvc: dict[str, Any] | None) -> Any:

@@ -20,6 +20,9 @@ from zeroserve.spec.fields import DNS_LABEL
 from zeroserve.spec.spec import ClusterValue, PredictorSpec
 
 RUNTIME = "zeroserve-python"
+# The kit's zeroserve-python container resources (manifests/base/clusterservingruntime.yaml):
+# KServe merges a model's own over them.
+RUNTIME_RESOURCES = {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}}
 MODEL_FORMAT = "zeroserve"
 CACHE_CLAIM = "zeroserve-model-cache"
 CACHE_MOUNT = "/var/cache/zeroserve"
@@ -27,7 +30,9 @@ CONTAINER_PORT = 8080
 # Knative names a revision "<isvc>-predictor-00001" and it must stay a 63-character DNS label.
 MAX_NAME = 63 - len("-predictor-00001")
 VLLM_ARGS_ENV = "ZEROSERVE_VLLM_ARGS"  # read by zeroserve.predictors.vllm
-RESERVED_ENV = {"ZEROSERVE_CODE_URI", "ZEROSERVE_CACHE__ROOT", VLLM_ARGS_ENV}
+POD_ENV = ("ZEROSERVE_POD__INFERENCE_SERVICE", "ZEROSERVE_POD__NAME")  # for its ColdStart events
+RESERVED_ENV = {"ZEROSERVE_CODE_URI", "ZEROSERVE_CACHE__ROOT", VLLM_ARGS_ENV, *POD_ENV}
+SERVICE_ACCOUNT = "zeroserve-model"  # the kit's: may write ColdStart events, nothing else
 IMAGE = re.compile(r"^[a-z0-9]+([._/:@-][a-zA-Z0-9_.-]+)*$")
 GPU_RESOURCE = "nvidia.com/gpu"
 KNATIVE = "autoscaling.knative.dev"
@@ -43,7 +48,7 @@ class RenderOptions:
     namespace: str = "default"
     code_uri: str = ""
     image: str | None = None
-    service_account: str | None = None
+    service_account: str | None = SERVICE_ACCOUNT
     startup_seconds: int = 600  # the longest load() a pod may take before it is restarted
     request_timeout_seconds: int = 300
 
@@ -156,6 +161,8 @@ def _model(spec: PredictorSpec, options: RenderOptions) -> dict[str, Any]:
     env = [
         {"name": "ZEROSERVE_CODE_URI", "value": options.code_uri},
         {"name": "ZEROSERVE_CACHE__ROOT", "value": CACHE_MOUNT},
+        {"name": POD_ENV[0], "value": spec.name},
+        {"name": POD_ENV[1], "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
     ]
     env += [_env_var(key, value) for key, value in sorted(spec.env.items())]
     mounts = [{"name": "model-cache", "mountPath": CACHE_MOUNT}]
