@@ -74,7 +74,7 @@ class PodSettings(BaseModel):
     InferenceService it serves, to write a ColdStart event on, as its service account."""
 
     inference_service: str = ""
-    name: str = ""  # the pod's own name (downward API)
+    name: str = ""  # the pod's own name (default: HOSTNAME, which Kubernetes sets to it)
     service_account_dir: Path = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 

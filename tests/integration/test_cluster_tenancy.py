@@ -38,7 +38,7 @@ def pod_env(server: ApiServer, account: str, folder: Path) -> dict[str, str]:
         "KUBERNETES_SERVICE_HOST": "127.0.0.1",
         "KUBERNETES_SERVICE_PORT": str(urlsplit(server.url).port),
         "ZEROSERVE_POD__INFERENCE_SERVICE": "iris",
-        "ZEROSERVE_POD__NAME": "iris-predictor-00001-deployment-6d4f9-x2k8p",
+        "HOSTNAME": "iris-predictor-00001-deployment-6d4f9-x2k8p",  # the pod name, as set
         "ZEROSERVE_POD__SERVICE_ACCOUNT_DIR": str(folder),
     }
 

@@ -30,8 +30,10 @@ CONTAINER_PORT = 8080
 # Knative names a revision "<isvc>-predictor-00001" and it must stay a 63-character DNS label.
 MAX_NAME = 63 - len("-predictor-00001")
 VLLM_ARGS_ENV = "ZEROSERVE_VLLM_ARGS"  # read by zeroserve.predictors.vllm
-POD_ENV = ("ZEROSERVE_POD__INFERENCE_SERVICE", "ZEROSERVE_POD__NAME")  # for its ColdStart events
-RESERVED_ENV = {"ZEROSERVE_CODE_URI", "ZEROSERVE_CACHE__ROOT", VLLM_ARGS_ENV, *POD_ENV}
+# For the pod's ColdStart events; its own name is HOSTNAME (a fieldRef would need Knative's
+# `kubernetes.podspec-fieldref` flag, off by default).
+POD_ENV = "ZEROSERVE_POD__INFERENCE_SERVICE"
+RESERVED_ENV = {"ZEROSERVE_CODE_URI", "ZEROSERVE_CACHE__ROOT", VLLM_ARGS_ENV, POD_ENV}
 SERVICE_ACCOUNT = "zeroserve-model"  # the kit's: may write ColdStart events, nothing else
 IMAGE = re.compile(r"^[a-z0-9]+([._/:@-][a-zA-Z0-9_.-]+)*$")
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -161,8 +163,7 @@ def _model(spec: PredictorSpec, options: RenderOptions) -> dict[str, Any]:
     env = [
         {"name": "ZEROSERVE_CODE_URI", "value": options.code_uri},
         {"name": "ZEROSERVE_CACHE__ROOT", "value": CACHE_MOUNT},
-        {"name": POD_ENV[0], "value": spec.name},
-        {"name": POD_ENV[1], "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": POD_ENV, "value": spec.name},
     ]
     env += [_env_var(key, value) for key, value in sorted(spec.env.items())]
     mounts = [{"name": "model-cache", "mountPath": CACHE_MOUNT}]
