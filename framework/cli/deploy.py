@@ -87,7 +87,8 @@ def deploy_command(
         isvc["spec"]["predictor"].update(_canary_field(splits[item.name]))
         isvcs[item.name] = isvc
     # all or nothing: quota, limits, references and concurrent changes checked before any apply
-    for note in check_before_apply(cluster, list(isvcs.values()), namespace):
+    new = sum(1 for name in isvcs if live[name] is None)
+    for note in check_before_apply(cluster, list(isvcs.values()), namespace, new):
         click.echo(note, err=True)
     if not force:
         cluster.refuse_changed(live, namespace)

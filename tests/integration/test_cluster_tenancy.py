@@ -251,6 +251,18 @@ def test_a_tenant_over_its_inference_service_count_is_refused_in_one_line(
         "or ask for a larger quota; nothing was applied"
     )
     assert models_in(apiserver, "team-a") == ["first"]
+    # two new ones where one fits: each dry run alone would pass, together they are refused
+    set_quota(apiserver, **{"count/inferenceservices.serving.kserve.io": "2"})
+    tenant_model(tmp_path / "pair", "left")
+    tenant_model(tmp_path / "pair", "right")
+    pair = zs(tenant, "deploy", str(tmp_path / "pair"), "-n", "team-a")
+    assert pair.returncode == 2
+    assert (
+        "this asks count/inferenceservices.serving.kserve.io=2 with "
+        "count/inferenceservices.serving.kserve.io=1 in use of "
+        "count/inferenceservices.serving.kserve.io=2"
+    ) in pair.stderr
+    assert models_in(apiserver, "team-a") == ["first"]
 
 
 def set_quota_used(server: ApiServer, resource: str) -> str | None:

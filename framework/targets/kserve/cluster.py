@@ -92,6 +92,19 @@ class Cluster:
                 raise
         return dict(self.core.api_client.sanitize_for_serialization(admitted))
 
+    def quotas(self, namespace: str) -> list[dict[str, Any]]:
+        """The namespace's ResourceQuotas: name, hard and used, as the quota controller counts."""
+        with self._translated("list resourcequotas", namespace):
+            found = self.core.list_namespaced_resource_quota(namespace)
+        return [
+            {
+                "name": quota.metadata.name,
+                "hard": dict((quota.status and quota.status.hard) or {}),
+                "used": dict((quota.status and quota.status.used) or {}),
+            }
+            for quota in found.items
+        ]
+
     def keys_of(self, kind: str, name: str, namespace: str) -> tuple[bool, set[str] | None]:
         """(readable, the keys of Secret or ConfigMap ``name`` or None if there is none); the
         values are never kept. (False, None) when this user may not read them."""

@@ -54,6 +54,7 @@ REFUSALS = (
 )
 NOTHING_APPLIED = "nothing was applied"
 LIMIT_RANGER = "kubernetes.io/limit-ranger"
+ISVC_COUNT = "count/inferenceservices.serving.kserve.io"
 # Knative's queue-proxy beside every model container: a CPU request of 25m and nothing else
 # unless `queueproxy.resource-defaults` is on (config-deployment's documented defaults), so a
 # namespace's LimitRange fills in its memory.
@@ -95,12 +96,16 @@ def first_pod(isvc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def check_before_apply(cluster: Any, isvcs: list[dict[str, Any]], namespace: str) -> list[str]:
+def check_before_apply(
+    cluster: Any, isvcs: list[dict[str, Any]], namespace: str, new: int = 0
+) -> list[str]:
     """UsageError for the first model the cluster would refuse; else notes to print (defaults
-    a LimitRange filled in, checks this user may not make)."""
+    a LimitRange filled in, checks this user may not make). ``new``: how many of ``isvcs`` do
+    not exist yet (each dry run counts one; together they must fit the quota too)."""
     notes: list[str] = []
     for isvc in isvcs:
         notes += _check_references(cluster, isvc, namespace)
+    _check_count(cluster, namespace, new)
     for isvc in isvcs:
         cluster.apply(isvc, force=True, dry_run=True)
         admitted = cluster.admit_pod(first_pod(isvc), namespace)
@@ -115,6 +120,23 @@ def check_before_apply(cluster: Any, isvcs: list[dict[str, Any]], namespace: str
         if filled:
             notes.append(f"{name}: the LimitRange of {namespace} set defaults ({filled})")
     return notes
+
+
+def _check_count(cluster: Any, namespace: str, new: int) -> None:
+    """The InferenceServices a deploy creates, together, against the namespace's quotas."""
+    for quota in cluster.quotas(namespace) if new > 1 else []:
+        hard = quota["hard"].get(ISVC_COUNT)
+        if hard is None:
+            continue
+        used = int(quota["used"].get(ISVC_COUNT, 0))
+        if used + new > int(hard):
+            raise UsageError(
+                admission_refusal(
+                    f"exceeded quota: {quota['name']}, requested: {ISVC_COUNT}={new}, "
+                    f"used: {ISVC_COUNT}={used}, limited: {ISVC_COUNT}={hard}",
+                    namespace,
+                )
+            )
 
 
 def _check_references(cluster: Any, isvc: dict[str, Any], namespace: str) -> list[str]:
