@@ -130,13 +130,11 @@ def _check_count(cluster: Any, namespace: str, new: int) -> None:
             continue
         used = int(quota["used"].get(ISVC_COUNT, 0))
         if used + new > int(hard):
-            raise UsageError(
-                admission_refusal(
-                    f"exceeded quota: {quota['name']}, requested: {ISVC_COUNT}={new}, "
-                    f"used: {ISVC_COUNT}={used}, limited: {ISVC_COUNT}={hard}",
-                    namespace,
-                )
+            message = (
+                f"exceeded quota: {quota['name']}, requested: {ISVC_COUNT}={new}, "
+                f"used: {ISVC_COUNT}={used}, limited: {ISVC_COUNT}={hard}"
             )
+            raise UsageError(admission_refusal(message, namespace) or message)
 
 
 def _check_references(cluster: Any, isvc: dict[str, Any], namespace: str) -> list[str]:
