@@ -122,17 +122,10 @@ class ModelCache:
         lease.hit, lease.fetched_bytes = False, fetched
         return lease
 
-    @contextlib.contextmanager
-    def _fill_lock(self, digest: str, notice: FillNotice | None) -> Iterator[None]:
+    def _fill_lock(self, digest: str, notice: FillNotice | None) -> Any:
         """Hold the entry's fill lock, saying so when another process holds it first."""
-        with (self.root / "locks" / f"{_hex(digest)}.lock").open("a+") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                if notice:
-                    notice(f"another process is filling {digest[:19]}…; waiting for it")
-                fcntl.flock(handle, fcntl.LOCK_EX)
-            yield
+        waiting = f"another process is filling {digest[:19]}…; waiting for it"
+        return exclusive(self.root / "locks" / f"{_hex(digest)}.lock", waiting, notice)
 
     def _lease_if_intact(self, digest: str) -> Lease | None:
         path = self.entry_path(digest)
@@ -349,3 +342,17 @@ def boot_id() -> str:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     except OSError:
         return f"process-{os.getpid()}-{uuid.uuid4().hex}"
+
+
+@contextlib.contextmanager
+def exclusive(path: Path, waiting: str, notice: FillNotice | None) -> Iterator[None]:
+    """Hold an exclusive flock on ``path`` (across processes and, on a shared volume, pods),
+    telling ``notice`` the ``waiting`` line when another holder is there first."""
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if notice:
+                notice(waiting)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield

@@ -10,7 +10,8 @@ Hierarchy::
     ├── UnsafeManifest         a manifest path escapes its folder (.., absolute, symlink)
     ├── IntegrityError         bytes that do not match their manifest (size or sha256)
     ├── CacheFull              the cache cannot hold an entry, even after eviction
-    └── DiskFull               the filesystem ran out of space while writing
+    ├── DiskFull               the filesystem ran out of space while writing
+    └── DependencyError        a model's locked requirement that cannot be installed
 """
 
 from __future__ import annotations
@@ -50,3 +51,7 @@ class CacheFull(ColdStartError):
 
 class DiskFull(ColdStartError):
     """The filesystem ran out of space while writing."""
+
+
+class DependencyError(ColdStartError):
+    """A model's locked requirement that cannot be installed (no such version, no index)."""

@@ -1,9 +1,10 @@
 """Preload: resolve a model reference, fill the shared cache, expose the folder, read it ahead.
 
-Used as an init container (``python -m zeroserve.coldstart preload URI --cache DIR --into PATH``)
-and in process by the runtime. Exit codes: 0 ready; 2 bad arguments or reference; 3 not found;
-4 store access refused (credentials, permissions, network); 5 integrity (checksum mismatch or an
-unsafe manifest); 6 no room (cache budget or disk); 1 anything else.
+Used by the cache warmer and in process by the runtime
+(``python -m zeroserve.coldstart preload URI --cache DIR --into PATH``). Exit codes: 0 ready;
+2 bad arguments or reference; 3 not found (a model, or a locked requirement of its code); 4 store
+access refused (credentials, permissions, network); 5 integrity (checksum mismatch or an unsafe
+manifest); 6 no room (cache budget or disk); 1 anything else.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from zeroserve.coldstart.errors import (
     ArtifactNotFound,
     CacheFull,
     ColdStartError,
+    DependencyError,
     DiskFull,
     ImmutableVersion,
     IntegrityError,
@@ -30,6 +32,7 @@ EXIT_CODES: dict[type[ColdStartError], int] = {
     ReferenceError_: 2,
     ImmutableVersion: 2,
     ArtifactNotFound: 3,
+    DependencyError: 3,
     StoreAccessError: 4,
     IntegrityError: 5,
     UnsafeManifest: 5,

@@ -71,9 +71,11 @@ class CacheSettings(BaseModel):
 
 class PodSettings(BaseModel):
     """What a cluster pod knows of itself (rendered by `zeroserve render`; empty elsewhere): the
-    InferenceService it serves, to write a ColdStart event on, as its service account."""
+    InferenceService it serves (and so the one predictor of its code artifact to serve, with
+    the weights pinned at deploy), to write a ColdStart event on, as its service account."""
 
-    inference_service: str = ""
+    inference_service: str = ""  # also the one @predictor the pod serves (its name)
+    model_uri: str = ""  # that predictor's model_uri, pinned to a digest at deploy
     name: str = ""  # the pod's own name (default: HOSTNAME, which Kubernetes sets to it)
     service_account_dir: Path = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 

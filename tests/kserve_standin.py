@@ -1,7 +1,7 @@
 """What KServe's controller writes into an InferenceService's status, for a cluster without it.
 
 No KServe controller (nor Knative) runs in these tests. ``KServeStandIn.reconcile`` does, for the
-predictor of a Serverless InferenceService, what these KServe 0.21 sources do, and writes the
+predictor of an InferenceService in Knative mode, what these KServe 0.21 sources do, and writes the
 result through the status subresource, as the controller would:
 
 - ``pkg/controller/v1beta1/inferenceservice/reconcilers/knative/ksvc_reconciler.go``

@@ -103,7 +103,7 @@ def render_objects(
 ) -> list[dict[str, Any]]:
     """The InferenceServices for ``target``, with its code artifact pinned by digest."""
     from zeroserve.serving.loader import find_predictors
-    from zeroserve.targets.kserve.package import code_manifest, code_name
+    from zeroserve.targets.kserve.package import code_manifest, code_name, pinned_model_uris
     from zeroserve.targets.kserve.render import RenderOptions, render_inference_service
 
     found = find_predictors(target)
@@ -111,7 +111,11 @@ def render_objects(
         digest = code_manifest(found, Path(scratch)).digest
     code_uri = f"{repository.rstrip('/')}/{code_name(found[0])}@{digest}"
     options = RenderOptions(
-        namespace=namespace, code_uri=code_uri, image=image, service_account=service_account
+        namespace=namespace,
+        code_uri=code_uri,
+        image=image,
+        service_account=service_account,
+        model_uris=pinned_model_uris(found),
     )
     return [render_inference_service(item.declaration.spec, options) for item in found]
 

@@ -68,8 +68,9 @@ def deploy_command(
     """
     from zeroserve.cli.build import _repository
     from zeroserve.serving.loader import find_predictors
-    from zeroserve.targets.kserve.package import publish
+    from zeroserve.targets.kserve.package import pinned_model_uris, publish
     from zeroserve.targets.kserve.preflight import check_before_apply
+    from zeroserve.targets.kserve.render import RenderOptions
     from zeroserve.targets.kserve.rollout import canary_for_deploy, checked_percent
 
     if canary is not None:
@@ -79,11 +80,19 @@ def deploy_command(
     cluster.list_models(namespace)  # fail fast (no cluster, KServe or rights) before any push
     live = {item.name: cluster.find(item.name, namespace) for item in found}
     splits = {item.name: canary_for_deploy(item.name, live[item.name], canary) for item in found}
+    model_uris = pinned_model_uris(found)  # before any push: an unreadable store stops here
     with tempfile.TemporaryDirectory() as scratch:
         code_uri, _ = publish(found, _repository(settings, repository), Path(scratch))
     isvcs = {}
+    options = RenderOptions(
+        namespace=namespace,
+        code_uri=code_uri,
+        image=image,
+        service_account=service_account,
+        model_uris=model_uris,
+    )
     for item in found:
-        isvc = _rendered(item.declaration.spec, namespace, code_uri, image, service_account)
+        isvc = _rendered(item.declaration.spec, options)
         isvc["spec"]["predictor"].update(_canary_field(splits[item.name]))
         isvcs[item.name] = isvc
     # all or nothing: quota, limits, references and concurrent changes checked before any apply
@@ -102,15 +111,10 @@ def deploy_command(
             _wait_ready(cluster, item.name, namespace, timeout)
 
 
-def _rendered(
-    spec: Any, namespace: str, code_uri: str, image: str | None, service_account: str | None
-) -> dict[str, Any]:
+def _rendered(spec: Any, options: Any) -> dict[str, Any]:
     from zeroserve.targets.kserve.cluster import writer_annotations
-    from zeroserve.targets.kserve.render import RenderOptions, render_inference_service
+    from zeroserve.targets.kserve.render import render_inference_service
 
-    options = RenderOptions(
-        namespace=namespace, code_uri=code_uri, image=image, service_account=service_account
-    )
     isvc = render_inference_service(spec, options)
     isvc["metadata"]["annotations"].update(writer_annotations())
     return isvc

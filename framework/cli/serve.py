@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from zeroserve.errors import UsageError
-from zeroserve.settings import ServerSettings, Settings
+from zeroserve.settings import PodSettings, ServerSettings, Settings
 from zeroserve.telemetry.logs import configure_logging
 
 if TYPE_CHECKING:
@@ -69,17 +69,45 @@ def serve(settings: Settings, /, target: str, direct: bool, **flags: Any) -> Non
     folders = ModelFolders(ModelCache(settings.cache.root, settings.cache.budget), timeline)
     try:
         if REMOTE.match(target):  # a code artifact, as the cluster runtime gets it
-            target = str(folders.code_folder(target))
+            code = folders.code_folder(target)
+            _use_dependencies(code, target, settings, timeline)
+            target = str(code)
         if not direct:
             activated = settings.model_copy(
                 update={"server": server_settings, "local": local_settings}
             )
             _serve_activated(target, activated)
             return
-        folders.prefetch(model_uris_in(python_files(target)))  # overlaps with the imports below
-        _serve_found(target, server_settings, folders, timeline, _cold_start_reporter(settings))
+        pinned = settings.pod.model_uri  # a pod's one model, pinned at deploy
+        # overlaps with the imports below
+        folders.prefetch([pinned] if pinned else model_uris_in(python_files(target)))
+        _serve_found(
+            target, server_settings, folders, timeline, settings.pod, _cold_start_reporter(settings)
+        )
     finally:
         folders.close()
+
+
+def _use_dependencies(code: Path, uri: str, settings: Settings, timeline: StartupTimeline) -> None:
+    """Import the artifact's locked requirements from their environment on the cache volume
+    (built by the first pod that needs it)."""
+    import logging
+
+    from zeroserve.coldstart import ColdStartError
+    from zeroserve.coldstart.dependencies import LOCK_FILE, activate, environment_for
+    from zeroserve.errors import ServeFailed, exit_code_for
+
+    if not (code / LOCK_FILE).is_file():
+        return
+    with timeline.phase("dependencies"):
+        try:
+            environment = environment_for(
+                code / LOCK_FILE, settings.cache.root, notice=logging.getLogger("zeroserve").info
+            )
+        except ColdStartError as exc:
+            raise ServeFailed(f"code artifact {uri}: {exc}", exit_code=exit_code_for(exc)) from None
+    if environment is not None:
+        activate(environment)
 
 
 def _serve_activated(target: str, settings: Settings) -> None:
@@ -111,6 +139,7 @@ def _serve_found(
     settings: ServerSettings,
     folders: ModelFolders,
     timeline: StartupTimeline,
+    pod: PodSettings,
     on_started: Callable[[StartupTimeline], None] | None = None,
 ) -> None:
     with timeline.phase("imports"):
@@ -119,9 +148,9 @@ def _serve_found(
         from zeroserve.serving.server import LocalModelServer
         from zeroserve.serving.sockets import bind_socket
 
-        found = find_predictors(target)
+        found = _served_here(find_predictors(target), pod)
     sock = bind_socket(settings.host, settings.port)
-    model_dirs = {item.name: folders.folder_for(item) for item in found}
+    model_dirs = {item.name: folders.folder_for(item, pod.model_uri or None) for item in found}
     models = [
         serving_model(item.cls, item.declaration, model_dirs[item.name], timeline) for item in found
     ]
@@ -130,6 +159,20 @@ def _serve_found(
     click.secho(f"zeroserve: serving {names} on {where} (docs at {where}/docs)", err=True)
     on_ready = None if on_started is None else (lambda: on_started(timeline))
     LocalModelServer(settings).serve(models, sock, timeline, on_ready=on_ready)
+
+
+def _served_here(found: list[Any], pod: PodSettings) -> list[Any]:
+    """All of them, or in a cluster pod the one its InferenceService was rendered for."""
+    if not pod.inference_service:
+        return found
+    chosen = [item for item in found if item.name == pod.inference_service]
+    if not chosen:
+        names = ", ".join(item.name for item in found) or "none"
+        raise UsageError(
+            f"the code has no @predictor named '{pod.inference_service}' (it has: {names}); "
+            "deploy the model again so its InferenceService and code agree"
+        )
+    return chosen
 
 
 def _with_flags(base: SettingsModel, flags: dict[str, Any]) -> SettingsModel:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from zeroserve.coldstart import ColdStartError, Lease, ModelCache, StartupTimeline, resolve
 from zeroserve.coldstart.artifacts import local_folder
+from zeroserve.coldstart.preload import read_ahead
 from zeroserve.errors import ServeFailed, UsageError, exit_code_for
 from zeroserve.serving.loader import FoundPredictor
 
@@ -92,6 +93,7 @@ class ModelFolders:
         with self.timeline.phase("fetch", uri=uri) as phase:
             lease = self.cache.materialize(resolve(uri), notice=logger.info)
             phase.details.update(hit=lease.hit, bytes=lease.fetched_bytes, digest=lease.digest)
+            read_ahead(lease.path)  # into the page cache while the code imports: load() reads RAM
         state = "cache hit" if lease.hit else f"fetched {lease.fetched_bytes} bytes"
         logger.info("model %s: %s (%s)", uri, state, lease.path)
         return lease
@@ -107,9 +109,10 @@ class ModelFolders:
         self.leases.append(lease)
         return lease.path
 
-    def folder_for(self, found: FoundPredictor) -> Path:
-        """The folder handed to load(): model_uri's (fetched if remote) or the source's folder."""
-        uri = found.declaration.spec.model_uri
+    def folder_for(self, found: FoundPredictor, pinned: str | None = None) -> Path:
+        """The folder handed to load(): model_uri's (fetched if remote; ``pinned``: that URI
+        pinned to a digest at deploy, used instead) or the source's folder."""
+        uri = pinned or found.declaration.spec.model_uri
         if uri is None:
             return found.source.parent
         local = local_folder(uri, base=found.source.parent)

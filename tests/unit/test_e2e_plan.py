@@ -15,8 +15,6 @@ import yaml
 from tests.e2e import cluster
 from tests.e2e.test_iris_on_cluster import CREDENTIALS
 from tests.kube_schemas import problems
-from tests.unit.test_render import OPTIONS, VARIANTS
-from zeroserve.targets.kserve.render import render_inference_service
 
 ROOT = cluster.ROOT
 STEPS = {step.title: step for step in cluster.plan()}
@@ -119,37 +117,11 @@ def test_minio_manifests_validate() -> None:
     assert minio()["Deployment"]["metadata"]["namespace"] == cluster.E2E_NAMESPACE
 
 
-def knative_flags_used(isvc: dict[str, Any]) -> set[str]:
-    """The Knative feature flags a rendered predictor's pod needs (Knative's documented
-    `kubernetes.podspec-*` gates; each is off by default)."""
-    predictor = isvc["spec"]["predictor"]
-    flags = set()
-    if any("persistentVolumeClaim" in volume for volume in predictor.get("volumes", [])):
-        flags |= {"kubernetes.podspec-persistent-volume-claim"}
-        flags |= {"kubernetes.podspec-persistent-volume-write"}  # the cache is filled in place
-    if "nodeSelector" in predictor:
-        flags.add("kubernetes.podspec-nodeselector")
-    if "tolerations" in predictor:
-        flags.add("kubernetes.podspec-tolerations")
-    env = predictor["model"].get("env", [])
-    if any("fieldRef" in (item.get("valueFrom") or {}) for item in env):
-        flags.add("kubernetes.podspec-fieldref")
-    return flags
-
-
-def test_the_kit_enables_exactly_the_knative_flags_rendered_pods_use() -> None:
-    used = set().union(
-        *(knative_flags_used(render_inference_service(spec, OPTIONS)) for spec in VARIANTS.values())
-    )
-    patch = yaml.safe_load((ROOT / "manifests/knative/config-features-patch.yaml").read_text())
-    assert set(patch["data"]) == used
-    assert set(patch["data"].values()) == {"enabled"}
+def test_the_operator_gets_the_kits_knative_settings() -> None:
     operator = json.loads(cluster.knative_serving_patch())["spec"]["config"]
-    assert operator["features"] == patch["data"]
-    autoscaler = yaml.safe_load(
-        (ROOT / "manifests/knative/config-autoscaler-patch.yaml").read_text()
-    )
-    assert operator["autoscaler"] == autoscaler["data"]
+    for name, section in (("config-features", "features"), ("config-autoscaler", "autoscaler")):
+        patch = yaml.safe_load((ROOT / f"manifests/knative/{name}-patch.yaml").read_text())
+        assert operator[section] == patch["data"]
 
 
 def test_the_run_lists_its_steps_without_running_them() -> None:

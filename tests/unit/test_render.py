@@ -60,7 +60,7 @@ def test_every_variant_validates_against_the_crd(variant: str, image: str | None
     assert problems(isvc) == []
     predictor = isvc["spec"]["predictor"]
     assert predictor["minReplicas"] == VARIANTS[variant].min_replicas  # zero stays explicit
-    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Serverless"
+    assert isvc["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Knative"
     assert "storageUri" not in predictor["model"]  # no storage-initializer download
     assert predictor["model"].get("image") == image
 

@@ -15,11 +15,11 @@ import shutil
 from pathlib import Path
 
 from zeroserve.coldstart import ArtifactManifest, manifest_of_folder, push
+from zeroserve.coldstart.dependencies import LOCK_FILE
 from zeroserve.errors import UsageError
 from zeroserve.serving.loader import FoundPredictor
 
 SPEC_FILE = "zeroserve-spec.json"
-LOCK_FILE = "requirements.lock"
 SKIPPED = {"__pycache__", ".git", ".venv", "venv", ".tox", ".mypy_cache", ".pytest_cache"}
 # Credentials by convention: never shipped, whatever .zeroserveignore says.
 SECRETS = (".env", ".env.*", ".netrc", ".pypirc", ".git-credentials", "*.pem", "id_rsa*")
@@ -132,3 +132,26 @@ def publish(found: list[FoundPredictor], repository: str, scratch: Path) -> tupl
         folder, repository, name=name, version=version, labels={"zeroserve.dev/kind": "code"}
     )
     return f"{repository.rstrip('/')}/{name}@{manifest.digest}", uploaded
+
+
+def pinned_model_uris(found: list[FoundPredictor]) -> dict[str, str]:
+    """Each remote ``model_uri`` pinned to the digest it names now (``LOCATION@sha256:…``), by
+    model: every pod of a revision loads the same weights, whatever is pushed later. A folder
+    shipped with the code needs no pin (the code artifact is pinned)."""
+    from zeroserve.coldstart import ColdStartError
+    from zeroserve.coldstart.artifacts import local_folder, resolve
+
+    pinned = {}
+    for item in found:
+        uri = item.declaration.spec.model_uri
+        if uri is None or local_folder(uri, base=item.source.parent) is not None:
+            continue
+        try:
+            resolved = resolve(uri)
+        except ColdStartError as exc:
+            raise UsageError(
+                f"model '{item.name}': cannot pin model_uri {uri} to a digest ({exc}); render "
+                "and deploy read the model store with the same settings (AWS_*) as push"
+            ) from None
+        pinned[item.name] = f"{resolved.ref.location}@{resolved.digest}"
+    return pinned

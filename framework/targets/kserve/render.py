@@ -1,4 +1,5 @@
-"""Render a predictor as a KServe InferenceService in Serverless (Knative) mode.
+"""Render a predictor as a KServe InferenceService in Knative mode (KServe 0.21's name for what
+earlier releases called Serverless; its default mode is Standard, which never scales to zero).
 
 Plain dicts, no cluster needed. The model's code runs in the shared ``zeroserve-python``
 ClusterServingRuntime from a code artifact (``ZEROSERVE_CODE_URI``); weights arrive through the
@@ -12,7 +13,7 @@ import hashlib
 import json
 import re
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from zeroserve.errors import UsageError
@@ -33,7 +34,9 @@ VLLM_ARGS_ENV = "ZEROSERVE_VLLM_ARGS"  # read by zeroserve.predictors.vllm
 # For the pod's ColdStart events; its own name is HOSTNAME (a fieldRef would need Knative's
 # `kubernetes.podspec-fieldref` flag, off by default).
 POD_ENV = "ZEROSERVE_POD__INFERENCE_SERVICE"
-RESERVED_ENV = {"ZEROSERVE_CODE_URI", "ZEROSERVE_CACHE__ROOT", VLLM_ARGS_ENV, POD_ENV}
+PINNED_ENV = "ZEROSERVE_POD__MODEL_URI"  # the model_uri pinned at deploy
+RESERVED_ENV = {"ZEROSERVE_CODE_URI", "ZEROSERVE_CACHE__ROOT", VLLM_ARGS_ENV, POD_ENV, PINNED_ENV}
+RUNTIME_USER = 10001  # the runtime image's user (manifests/runtime/Dockerfile)
 SERVICE_ACCOUNT = "zeroserve-model"  # the kit's: may write ColdStart events, nothing else
 IMAGE = re.compile(r"^[a-z0-9]+([._/:@-][a-zA-Z0-9_.-]+)*$")
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -53,6 +56,8 @@ class RenderOptions:
     service_account: str | None = SERVICE_ACCOUNT
     startup_seconds: int = 600  # the longest load() a pod may take before it is restarted
     request_timeout_seconds: int = 300
+    # each model's remote model_uri pinned to a digest (package.pinned_model_uris), by name
+    model_uris: dict[str, str] = field(default_factory=dict)
 
 
 def render_inference_service(spec: PredictorSpec, options: RenderOptions) -> dict[str, Any]:
@@ -71,7 +76,7 @@ def render_inference_service(spec: PredictorSpec, options: RenderOptions) -> dic
                 "app.kubernetes.io/managed-by": "zeroserve",
             },
             "annotations": {
-                "serving.kserve.io/deploymentMode": "Serverless",
+                "serving.kserve.io/deploymentMode": "Knative",
                 # traffic targets tagged `latest` and `prev` (KServe's ksvc reconciler), each
                 # with a URL of its own while a canary runs
                 "serving.kserve.io/enable-tag-routing": "true",
@@ -140,6 +145,9 @@ def _predictor(spec: PredictorSpec, options: RenderOptions) -> dict[str, Any]:
         "volumes": [{"name": "model-cache", "persistentVolumeClaim": {"claimName": CACHE_CLAIM}}],
         # on the pods: what manifests/monitoring's PodMonitor selects
         "labels": {"app.kubernetes.io/managed-by": "zeroserve", "zeroserve.dev/model": spec.name},
+        # the runtime's user may write a fresh cache volume (where the volume type lets the
+        # kubelet set its group: block-backed and most CSI volumes; NFS keeps its own modes)
+        "securityContext": {"runAsNonRoot": True, "fsGroup": RUNTIME_USER},
     }
     if spec.llm is not None:  # vLLM's workers share tensors through /dev/shm
         predictor["volumes"].append(
@@ -165,6 +173,8 @@ def _model(spec: PredictorSpec, options: RenderOptions) -> dict[str, Any]:
         {"name": "ZEROSERVE_CACHE__ROOT", "value": CACHE_MOUNT},
         {"name": POD_ENV, "value": spec.name},
     ]
+    if spec.name in options.model_uris:
+        env.append({"name": PINNED_ENV, "value": options.model_uris[spec.name]})
     env += [_env_var(key, value) for key, value in sorted(spec.env.items())]
     mounts = [{"name": "model-cache", "mountPath": CACHE_MOUNT}]
     startup_seconds = options.startup_seconds
