@@ -9,6 +9,7 @@ from zeroserve.coldstart.cache import EntryInfo, Lease, ModelCache
 from zeroserve.coldstart.errors import (
     ArtifactNotFound,
     CacheFull,
+    CacheNotWritable,
     ColdStartError,
     DependencyError,
     DiskFull,
@@ -25,6 +26,7 @@ __all__ = [
     "ArtifactManifest",
     "ArtifactNotFound",
     "CacheFull",
+    "CacheNotWritable",
     "ColdStartError",
     "DependencyError",
     "DiskFull",

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from zeroserve.coldstart.artifacts import ResolvedArtifact
-from zeroserve.coldstart.errors import CacheFull, IntegrityError
+from zeroserve.coldstart.errors import CacheFull, CacheNotWritable, IntegrityError
 from zeroserve.coldstart.fetch import Progress, fetch_into
 from zeroserve.coldstart.manifest import ArtifactManifest, fsync_folder, hash_file
 
@@ -86,8 +86,18 @@ class ModelCache:
     def __init__(self, root: Path, budget_bytes: int) -> None:
         self.root = root
         self.budget_bytes = budget_bytes
-        for folder in ("entries", "meta", "locks", "leases", "partial"):
-            (root / folder).mkdir(parents=True, exist_ok=True)
+        try:
+            for folder in ("entries", "meta", "locks", "leases", "partial"):
+                (root / folder).mkdir(parents=True, exist_ok=True)
+            probe = root / "partial" / f".write-probe-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise CacheNotWritable(
+                f"the cache folder {root} is not writable by uid {os.getuid()} "
+                f"({exc.strerror or exc}); mount a volume this user may write there (a pod's "
+                "fsGroup, or the volume's own permissions) or set ZEROSERVE_CACHE__ROOT"
+            ) from None
 
     def entry_path(self, digest: str) -> Path:
         return self.root / "entries" / _hex(digest)

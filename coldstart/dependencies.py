@@ -59,6 +59,8 @@ def environment_for(
         if not _intact(final):  # built meanwhile by the lock's last holder
             shutil.rmtree(final, ignore_errors=True)
             _build(requirements, root, final)
+            if notice:
+                notice(f"built the environment {key} for {', '.join(requirements)}")
     return _site_packages(final)
 
 

@@ -11,6 +11,7 @@ Hierarchy::
     ├── IntegrityError         bytes that do not match their manifest (size or sha256)
     ├── CacheFull              the cache cannot hold an entry, even after eviction
     ├── DiskFull               the filesystem ran out of space while writing
+    ├── CacheNotWritable       the cache folder cannot be written by this process
     └── DependencyError        a model's locked requirement that cannot be installed
 """
 
@@ -55,3 +56,7 @@ class DiskFull(ColdStartError):
 
 class DependencyError(ColdStartError):
     """A model's locked requirement that cannot be installed (no such version, no index)."""
+
+
+class CacheNotWritable(ColdStartError):
+    """The cache folder (a pod's shared volume) cannot be created or written by this process."""

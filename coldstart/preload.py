@@ -2,9 +2,10 @@
 
 Used by the cache warmer and in process by the runtime
 (``python -m zeroserve.coldstart preload URI --cache DIR --into PATH``). Exit codes: 0 ready;
-2 bad arguments or reference; 3 not found (a model, or a locked requirement of its code); 4 store
-access refused (credentials, permissions, network); 5 integrity (checksum mismatch or an unsafe
-manifest); 6 no room (cache budget or disk); 1 anything else.
+2 bad arguments or reference; 3 not found (a model, or a locked requirement of its code); 4 access
+refused (store credentials, permissions, network; or a cache folder this process cannot write);
+5 integrity (checksum mismatch or an unsafe manifest); 6 no room (cache budget or disk);
+1 anything else.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from zeroserve.coldstart.cache import Lease, ModelCache
 from zeroserve.coldstart.errors import (
     ArtifactNotFound,
     CacheFull,
+    CacheNotWritable,
     ColdStartError,
     DependencyError,
     DiskFull,
@@ -34,6 +36,7 @@ EXIT_CODES: dict[type[ColdStartError], int] = {
     ArtifactNotFound: 3,
     DependencyError: 3,
     StoreAccessError: 4,
+    CacheNotWritable: 4,
     IntegrityError: 5,
     UnsafeManifest: 5,
     CacheFull: 6,

@@ -23,21 +23,20 @@ service_account_option = click.option(
 DOCKERFILE = """\
 # syntax=docker/dockerfile:1
 # Built by `zeroserve build`: for models that need system packages or compiled extensions.
-# Most models need no image of their own: they run in the shared zeroserve runtime.
-FROM python:3.11-slim AS build
-RUN apt-get update && apt-get install -y --no-install-recommends build-essential \\
-    && rm -rf /var/lib/apt/lists/*
-WORKDIR /build
-COPY requirements.lock* requirements.txt* ./
-RUN python -m venv /opt/venv \\
-    && /opt/venv/bin/pip install --no-cache-dir "zeroserve=={version}" \\
-    && if [ -f requirements.lock ]; then \\
-         /opt/venv/bin/pip install --no-cache-dir -r requirements.lock; fi
-
-FROM python:3.11-slim AS runtime
-RUN useradd --create-home --uid 10001 zeroserve
-COPY --from=build /opt/venv /opt/venv
-COPY --chown=zeroserve:zeroserve . /srv/model
+# Most models need no image of their own: they run in the shared zeroserve runtime, which also
+# installs a model's locked requirements itself. This image derives from that runtime (zeroserve
+# is not installed from PyPI): pass --build-arg RUNTIME=... to build on another copy of it.
+ARG RUNTIME=ghcr.io/zeroserve/runtime:{version}
+FROM ${{RUNTIME}}
+# where a network needs its own CA for PyPI: mount the bundle and name it here
+ARG PIP_CERT
+USER root
+# System packages this model needs, e.g.:
+# RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 \\
+#     && rm -rf /var/lib/apt/lists/*
+COPY --chown=10001 . /srv/model
+RUN if [ -f /srv/model/requirements.lock ]; then \\
+      /opt/venv/bin/pip install --no-cache-dir -r /srv/model/requirements.lock; fi
 USER 10001
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1
 EXPOSE 8080
@@ -144,7 +143,8 @@ def package_command(settings: Settings, target: str, repository: str | None) -> 
     help="Folder for the Dockerfile and its context [default: ./build/NAME].",
 )
 def build_command(target: str, output: Path | None) -> None:
-    """Write a multi-stage Dockerfile and build context; building it is yours (docker build)."""
+    """Write a Dockerfile on the runtime image, and its build context; building it is yours
+    (docker build)."""
     from zeroserve import __version__
     from zeroserve.serving.loader import find_predictors
     from zeroserve.targets.kserve.package import stage

@@ -106,6 +106,8 @@ class ModelFolders:
             except ColdStartError as exc:
                 message = f"code artifact {uri}: {exc}"
                 raise ServeFailed(message, exit_code=exit_code_for(exc)) from None
+        state = "cache hit" if lease.hit else f"fetched {lease.fetched_bytes} bytes"
+        logger.info("code artifact %s: %s (%s)", uri, state, lease.path)
         self.leases.append(lease)
         return lease.path
 

@@ -4,6 +4,7 @@ with the pod's runtime (`zeroserve serve --direct`) given the environment `rende
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -113,3 +114,17 @@ def test_a_pod_whose_inference_service_names_no_predictor_says_so(
     assert (
         "the code has no @predictor named 'scaler' (it has: other); deploy the model again"
     ) in pod.log()
+
+
+def test_a_pod_whose_cache_volume_is_not_writable_says_so_and_exits_4(tmp_path: Path) -> None:
+    """/proc refuses new folders even to root: a volume the pod's user cannot write."""
+    code_uri = "s3://bucket/code/x-code@sha256:" + "a" * 64
+    done = run_zeroserve(
+        "serve", code_uri, "--direct", env={**os.environ, "ZEROSERVE_CACHE__ROOT": "/proc/zs-cache"}
+    )
+    assert done.returncode == 4
+    assert done.stderr.strip().splitlines() == [
+        f"error: the cache folder /proc/zs-cache is not writable by uid {os.getuid()} (No such "
+        "file or directory); mount a volume this user may write there (a pod's fsGroup, or the "
+        "volume's own permissions) or set ZEROSERVE_CACHE__ROOT"
+    ]
