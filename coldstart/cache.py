@@ -137,6 +137,14 @@ class ModelCache:
         waiting = f"another process is filling {digest[:19]}…; waiting for it"
         return exclusive(self.root / "locks" / f"{_hex(digest)}.lock", waiting, notice)
 
+    def cached(self, digest: str) -> Lease | None:
+        """A lease on the entry of ``digest`` if the cache holds it intact (no store is asked:
+        for a reference pinned by digest, the cache alone can answer)."""
+        lease = self._lease_if_intact(digest)
+        if lease is not None:
+            lease.hit, lease.fetched_bytes = True, 0
+        return lease
+
     def _lease_if_intact(self, digest: str) -> Lease | None:
         path = self.entry_path(digest)
         if not path.is_dir():

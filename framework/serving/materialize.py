@@ -12,7 +12,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from zeroserve.coldstart import ColdStartError, Lease, ModelCache, StartupTimeline, resolve
-from zeroserve.coldstart.artifacts import local_folder
+from zeroserve.coldstart.artifacts import ModelRef, local_folder
 from zeroserve.coldstart.preload import read_ahead
 from zeroserve.errors import ServeFailed, UsageError, exit_code_for
 from zeroserve.serving.loader import FoundPredictor
@@ -89,9 +89,17 @@ class ModelFolders:
             if local_folder(uri) is None and uri not in self._pending:
                 self._pending[uri] = self._pool.submit(self._fetch, uri)
 
+    def _materialize(self, uri: str) -> Lease:
+        """The cache's entry for ``uri``: without asking the store when the URI is pinned by a
+        digest the cache holds (a pod's code and weights, pinned at deploy), else resolved and
+        filled (or found) through the store."""
+        digest = ModelRef.parse(uri).digest
+        lease = self.cache.cached(digest) if digest else None
+        return lease or self.cache.materialize(resolve(uri), notice=logger.info)
+
     def _fetch(self, uri: str) -> Lease:
         with self.timeline.phase("fetch", uri=uri) as phase:
-            lease = self.cache.materialize(resolve(uri), notice=logger.info)
+            lease = self._materialize(uri)
             phase.details.update(hit=lease.hit, bytes=lease.fetched_bytes, digest=lease.digest)
             read_ahead(lease.path)  # into the page cache while the code imports: load() reads RAM
         state = "cache hit" if lease.hit else f"fetched {lease.fetched_bytes} bytes"
@@ -102,7 +110,7 @@ class ModelFolders:
         """Fetch a code artifact (from `zeroserve package`) and return its folder."""
         with self.timeline.phase("fetch_code", uri=uri):
             try:
-                lease = self.cache.materialize(resolve(uri), notice=logger.info)
+                lease = self._materialize(uri)
             except ColdStartError as exc:
                 message = f"code artifact {uri}: {exc}"
                 raise ServeFailed(message, exit_code=exit_code_for(exc)) from None

@@ -101,6 +101,15 @@ def test_a_pod_loads_the_weights_pinned_at_render_and_serves_only_its_predictor(
         pod.stop()
     assert answer.json() == {"predictions": [3.0, 6.0]}  # v1's weights, though v2 is newest
     assert other.status_code == 404  # the folder's other predictor is not served here
+    # weights pinned by digest come from a warm cache alone: the store is not asked
+    store_down = {**pod_env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
+    again = start_server(model.parent, tmp_path / "again.log", "--direct", env=store_down)
+    try:
+        wait_ready(again, "scaler")
+        answer = httpx.post(f"{again.url}/v1/models/scaler:predict", json={"instances": [1, 2]})
+    finally:
+        again.stop()
+    assert answer.json() == {"predictions": [3.0, 6.0]}
 
 
 def test_a_pod_whose_inference_service_names_no_predictor_says_so(
