@@ -235,8 +235,12 @@ def test_slow_sync_predict_moves_to_a_thread(
     fixtures_server: RunningServer, tmp_path: Path
 ) -> None:
     """After a few slow calls, a slow plain-def predict no longer blocks health checks."""
-    for _ in range(1 + OFFLOAD_AFTER_SLOW_CALLS):  # one runs long, the next are measured
+    # one runs long, the next are measured; on a busy machine a measured call that was
+    # preempted does not count (its time may have been the machine's), so allow a few more
+    for _ in range(3 * (1 + OFFLOAD_AFTER_SLOW_CALLS)):
         assert v1(fixtures_server, "slow", {"instances": [1]}).status_code == 200
+        if "later calls run in a thread" in fixtures_server.log():
+            break
     assert "later calls run in a thread" in fixtures_server.log()
     started_flag = tmp_path / "started"
     finished: dict[str, float] = {}
