@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from zeroserve.coldstart.artifacts import resolve
-from zeroserve.coldstart.cache import Lease, ModelCache
+from zeroserve.coldstart.artifacts import ModelRef, resolve
+from zeroserve.coldstart.cache import FillNotice, Lease, ModelCache
 from zeroserve.coldstart.errors import (
     ArtifactNotFound,
     CacheFull,
@@ -60,13 +60,27 @@ def preload(
     progress: Progress | None = None,
 ) -> Lease:
     """Materialize ``reference`` in ``cache``; link it at ``into``; read its files ahead."""
-    artifact = resolve(reference)
-    lease = cache.materialize(artifact, progress=progress)
+    lease = lease_reference(reference, cache, progress=progress)
     if into is not None:
         expose(lease.path, into)
     if readahead:
         read_ahead(lease.path)
     return lease
+
+
+def lease_reference(
+    reference: str,
+    cache: ModelCache,
+    *,
+    progress: Progress | None = None,
+    notice: FillNotice | None = None,
+) -> Lease:
+    """The cache's entry for ``reference``: from the cache alone when the reference is pinned by
+    a digest the cache holds intact (no store is asked: a pod on a warm cache starts even while
+    the store is down), else resolved and filled (or found) through the store."""
+    digest = ModelRef.parse(reference).digest
+    lease = cache.cached(digest) if digest else None
+    return lease or cache.materialize(resolve(reference), progress=progress, notice=notice)
 
 
 def expose(entry: Path, into: Path) -> None:

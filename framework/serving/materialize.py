@@ -11,9 +11,9 @@ import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from zeroserve.coldstart import ColdStartError, Lease, ModelCache, StartupTimeline, resolve
-from zeroserve.coldstart.artifacts import ModelRef, local_folder
-from zeroserve.coldstart.preload import read_ahead
+from zeroserve.coldstart import ColdStartError, Lease, ModelCache, StartupTimeline
+from zeroserve.coldstart.artifacts import local_folder
+from zeroserve.coldstart.preload import lease_reference, read_ahead
 from zeroserve.errors import ServeFailed, UsageError, exit_code_for
 from zeroserve.serving.loader import FoundPredictor
 
@@ -90,12 +90,7 @@ class ModelFolders:
                 self._pending[uri] = self._pool.submit(self._fetch, uri)
 
     def _materialize(self, uri: str) -> Lease:
-        """The cache's entry for ``uri``: without asking the store when the URI is pinned by a
-        digest the cache holds (a pod's code and weights, pinned at deploy), else resolved and
-        filled (or found) through the store."""
-        digest = ModelRef.parse(uri).digest
-        lease = self.cache.cached(digest) if digest else None
-        return lease or self.cache.materialize(resolve(uri), notice=logger.info)
+        return lease_reference(uri, self.cache, notice=logger.info)
 
     def _fetch(self, uri: str) -> Lease:
         with self.timeline.phase("fetch", uri=uri) as phase:
