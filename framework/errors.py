@@ -26,6 +26,7 @@ Hierarchy::
     │   ├── PayloadTooLarge   the body is over the configured size limit (413)
     │   ├── BatchTooLarge     more instances than max_batch_size where splitting is off (413)
     │   ├── MalformedRequest  bytes that are not HTTP/1.1 the server accepts (400)
+    │   │   └── RequestCutShort  the client closed its sending side mid-request (400)
     │   ├── RequestTimeout    a client that stopped sending in the middle of a request (408)
     │   ├── HeadersTooLarge   a request line or headers over the configured size limit (431)
     │   ├── ExpectationFailed an Expect header other than 100-continue (417)
@@ -195,6 +196,18 @@ class PayloadTooLarge(RequestError):
 
 class MalformedRequest(RequestError):
     """Bytes the server cannot read as an HTTP/1.1 request it accepts."""
+
+
+class RequestCutShort(MalformedRequest):
+    """The client closed its sending side (a half-close) in the middle of a request: it can
+    never complete, but the client can still read why."""
+
+    def __init__(self, *, reading: str) -> None:
+        super().__init__(
+            f"the client stopped sending while the server was {reading}: the request is "
+            "incomplete; send the whole request (its Content-Length bytes) before closing its "
+            "sending side"
+        )
 
 
 class RequestTimeout(RequestError):

@@ -36,6 +36,7 @@ from zeroserve.errors import (
     HeadersTooLarge,
     MalformedRequest,
     PayloadTooLarge,
+    RequestCutShort,
     RequestError,
     RequestTimeout,
     ZeroserveError,
@@ -158,8 +159,11 @@ class ClientConnection(asyncio.Protocol):
                 self.refuse(HeadersTooLarge(limit_bytes=self.limits.max_header_size))
 
     def eof_received(self) -> bool:
-        """The client is done sending: answer what it asked (half-close), then close."""
+        """The client is done sending: answer what it asked (half-close), then close. A request
+        it cut short can never complete: it is refused (400) after the ones before it."""
         self.peer_eof = True
+        if self.reading is not Reading.BETWEEN:
+            self.refuse(RequestCutShort(reading=f"reading a {self.reading.value}"))
         if self.current is None and not self.pending:
             return False  # nothing to answer: the transport closes itself
         self._probe_client(0)

@@ -19,7 +19,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from zeroserve.errors import HeadersTooLarge, RequestError, RequestTimeout
+from zeroserve.errors import HeadersTooLarge, RequestCutShort, RequestError, RequestTimeout
 from zeroserve.serving.http_answers import error_response
 from zeroserve.settings import ServerSettings
 
@@ -71,6 +71,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().data_received(data)
         if self.phase is Phase.HEAD and self.head_bytes > self.limits.max_header_size:
             self.refuse(HeadersTooLarge(limit_bytes=self.limits.max_header_size))
+
+    def eof_received(self) -> None:
+        """The client closed its sending side. A request cut short in its head or body can never
+        complete: it is answered 400 now (a half-closed client still reads) rather than
+        dropped; a complete request is answered as before, then the connection closes."""
+        if self.phase in (Phase.HEAD, Phase.BODY):
+            self.refuse(RequestCutShort(reading=self.phase.value))
+        super().eof_received()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()

@@ -263,3 +263,29 @@ def test_direct_serving_has_the_same_limits(impatient_direct: RunningServer) -> 
         sock.sendall(predict_bytes("echo", ["still serving"]))
         assert read_answers(sock, 1).answers[0].json() == {"predictions": ["still serving"]}
         assert closed_by_peer(sock, timeout=30)  # idle keep-alive closed
+
+
+@pytest.mark.parametrize(
+    ("sent", "phase"),
+    [
+        (request_bytes("POST", "/v1/models/echo:predict", b'{"inst', {"content-length": "40"}),
+         "reading a body"),
+        (b"POST /v1/models/echo:predict HTTP/1.1\r\nhost: x\r\nconte", "reading a request line"),
+    ],
+    ids=["body", "head"],
+)  # fmt: skip
+@pytest.mark.parametrize("which", ["activator", "direct"])
+def test_a_request_cut_short_by_a_half_close_is_answered_400(
+    request: pytest.FixtureRequest, which: str, sent: bytes, phase: str
+) -> None:
+    """The client closed its sending side mid-request: it can still read why (both servers)."""
+    served: RunningServer = request.getfixturevalue("server" if which == "activator" else
+                                                    "impatient_direct")  # fmt: skip
+    with connect(served.url) as sock:
+        sock.sendall(sent)
+        sock.shutdown(socket.SHUT_WR)
+        answer = read_answers(sock, 1).answers[0]
+        assert closed_by_peer(sock)
+    assert answer.status == 400
+    assert answer.json()["type"] == "RequestCutShort"
+    assert f"while the server was {phase}" in answer.json()["error"]
