@@ -16,6 +16,7 @@ Hierarchy::
     ├── Unavailable           a held request that cannot be served now: 503 with Retry-After
     ├── WorkerUnreachable     the activator cannot connect to a ready worker (502)
     ├── WorkerDied            the worker ended while answering (502)
+    ├── ReplicaLost           a Ray replica (or its node) ended while answering (502)
     ├── ModelNotReady         a request for a model still loading (503, Retry-After)
     ├── RequestError          a request the server refuses; the client can fix it
     │   ├── UnknownModel      a model name this server does not serve (404)
@@ -54,6 +55,20 @@ class ZeroserveError(Exception):
     def to_body(self) -> dict[str, Any]:
         """The JSON body a client receives for this error."""
         return {"error": self.message, "type": type(self).__name__}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle by state, not by constructor (most take keyword arguments only), so an error
+        raised in another process (a Ray replica) arrives as the same class and body."""
+        return (_restore_error, (type(self), self.args, self.__dict__))
+
+
+def _restore_error(
+    kind: type[ZeroserveError], args: tuple[Any, ...], state: dict[str, Any]
+) -> ZeroserveError:
+    error = kind.__new__(kind)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
 
 
 class SpecError(ZeroserveError):
@@ -120,6 +135,20 @@ class WorkerDied(ZeroserveError):
 
     def to_body(self) -> dict[str, Any]:
         return {**super().to_body(), "model": self.model, "exit_code": self.code}
+
+
+class ReplicaLost(ZeroserveError):
+    """A Ray replica, or the node it ran on, ended while it answered a request."""
+
+    def __init__(self, *, model: str, cause: str) -> None:
+        super().__init__(
+            f"the Ray replica of model '{model}' ended while answering this request ({cause}); "
+            "Ray Serve replaces it: retry the request"
+        )
+        self.model = model
+
+    def to_body(self) -> dict[str, Any]:
+        return {**super().to_body(), "model": self.model}
 
 
 class RequestError(ZeroserveError):
@@ -362,6 +391,7 @@ HTTP_STATUS: dict[type[ZeroserveError], int] = {
     Unavailable: 503,
     WorkerUnreachable: 502,
     WorkerDied: 502,
+    ReplicaLost: 502,
 }
 EXIT_CODE: dict[type[ZeroserveError], int] = {
     ZeroserveError: 1,

@@ -4,6 +4,7 @@ targets of symlinks that leave it; ``zeroserve build`` and ``package`` stage it 
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,19 @@ def test_credentials_and_ignored_files_are_left_out(tmp_path: Path) -> None:
         "data/vocab-link.txt",
         "zeroserve-spec.json",
     }
+
+
+def test_sockets_and_pipes_in_the_folder_are_left_out(tmp_path: Path) -> None:
+    """A server's socket or a FIFO beside the model (a Ray session folder, say) has no content to
+    ship; copying it failed with a traceback."""
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "model.py").write_text(MODEL)
+    os.mkfifo(folder / "pipe")
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(folder / "raylet.sock"))
+        staged = stage(find_predictors(str(folder)), tmp_path / "staged")
+    assert sorted(p.name for p in staged.iterdir()) == ["model.py", "zeroserve-spec.json"]
 
 
 def test_a_symlink_out_of_the_folder_is_refused(tmp_path: Path) -> None:

@@ -84,6 +84,8 @@ def ignore_patterns(source: Path) -> list[str]:
 
 def _left_out(path: Path, source: Path, patterns: list[str]) -> bool:
     name = path.name
+    if not path.is_dir() and not path.is_file():  # a socket, a pipe, a broken link
+        return True
     if name in SKIPPED or name.endswith((".pyc", ".partial")) or name == IGNORE_FILE:
         return True
     if any(fnmatch.fnmatch(name, secret) for secret in SECRETS):
