@@ -171,6 +171,13 @@ def _wait_ready(cluster: Any, name: str, namespace: str, timeout: float) -> None
 )
 @click.option("--drift", is_flag=True, help="With NAME: ask the model itself for its input drift.")
 @click.option("--local", is_flag=True, help="Ask a local `zeroserve serve` instead of a cluster.")
+@click.option(
+    "--engine",
+    type=click.Choice(["kserve", "local", "ray"]),
+    default=None,
+    help="Where the models run [default: kserve; local as --local; ray: ask the front of a "
+    "`zeroserve serve --engine ray` at --url].",
+)
 @click.option("--url", default="http://127.0.0.1:8080", show_default=True, help="With --local.")
 def status_command(
     name: str | None,
@@ -179,11 +186,12 @@ def status_command(
     output_format: str,
     drift: bool,
     local: bool,
+    engine: str | None,
     url: str,
 ) -> None:
     """One line per model, or NAME's conditions and recent events (--local: state, replicas,
     held requests and the last cold start of each model on a local `zeroserve serve`)."""
-    if local:
+    if local or engine in ("local", "ray"):
         from zeroserve.cli.local_status import print_local_status
 
         print_local_status(url, name, output_format)

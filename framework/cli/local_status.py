@@ -67,12 +67,17 @@ def print_local_status(url: str, name: str | None, output_format: str) -> None:
             item["last_error"] or "",
         )
     Console(width=160).print(table)
-    mode = "fork" if status["fork"] else f"spawn ({status['fork_off_reason']})"
-    click.echo(f"workers start by {mode}")
+    if status.get("engine") == "ray":
+        click.echo(f"replicas run on Ray Serve ({status['address']})")
+    else:
+        mode = "fork" if status["fork"] else f"spawn ({status['fork_off_reason']})"
+        click.echo(f"workers start by {mode}")
     if name is not None and models[name]["last_cold_start"]:
-        for phase in models[name]["last_cold_start"]["worker_timeline"]["phases"]:
+        timeline = models[name]["last_cold_start"].get("worker_timeline") or {}
+        for phase in timeline.get("phases", []):
             click.echo(f"  {phase['name']}: {phase['start_s']}s -> {phase['end_s']}s")
-    if name is not None and models[name]["state"] == "ready":  # never wake a model to ask
+    ray = status.get("engine") == "ray"  # drift is counted in each replica there
+    if name is not None and models[name]["state"] == "ready" and not ray:  # never wake one
         print_drift(url, name)
 
 

@@ -49,17 +49,53 @@ SERVER_FLAGS = ("port", "host", "max_body_size", "max_header_size", "access_log"
 )
 @click.option("--queue-limit", type=int, default=None, help="Requests held per model at zero.")
 @click.option("--start-timeout", type=float, default=None, help="Seconds a start may take.")
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: this machine's activator; ray: Ray Serve applications on a Ray cluster.",
+)
+@click.option(
+    "--address",
+    default=None,
+    help="With --engine ray: the cluster (auto, HOST:PORT or ray://HOST:PORT) [default: start "
+    "a local one].",
+)
+@click.option(
+    "--ray-resource",
+    "ray_resources",
+    multiple=True,
+    metavar="MODEL=RESOURCE[:AMOUNT]",
+    help="With --engine ray: a custom Ray resource MODEL's replicas need (repeatable).",
+)
 @click.pass_obj
-def serve(settings: Settings, /, target: str, direct: bool, **flags: Any) -> None:
+def serve(
+    settings: Settings,
+    /,
+    target: str,
+    direct: bool,
+    engine: str,
+    address: str | None,
+    ray_resources: tuple[str, ...],
+    **flags: Any,
+) -> None:
     """Serve the @predictor classes in PATH (a .py file or a folder of them, or the URI of a
     code artifact made by `zeroserve package`).
 
     Each model starts on its first request and scales back to zero when idle; add --direct to
-    load them all in this process instead."""
+    load them all in this process instead, or --engine ray to run them on a Ray cluster."""
     server_flags = {key: flags.pop(key) for key in SERVER_FLAGS}
     server_settings = _with_flags(settings.server, server_flags)
     local_settings = _with_flags(settings.local, flags)
     configure_logging()
+    if engine == "ray":
+        _refuse_for_ray(direct, flags)
+        both = settings.model_copy(update={"server": server_settings, "local": local_settings})
+        _serve_on_ray(target, both, address, ray_resources)
+        return
+    if address or ray_resources:
+        raise UsageError("--address and --ray-resource go with --engine ray")
     from zeroserve.coldstart import ModelCache, StartupTimeline
 
     timeline = StartupTimeline()
@@ -108,6 +144,42 @@ def _use_dependencies(code: Path, uri: str, settings: Settings, timeline: Startu
             raise ServeFailed(f"code artifact {uri}: {exc}", exit_code=exit_code_for(exc)) from None
     if environment is not None:
         activate(environment)
+
+
+def _refuse_for_ray(direct: bool, flags: dict[str, Any]) -> None:
+    if direct or flags.get("fork") is not None:
+        raise UsageError(
+            "--direct and --fork are for the local engine; Ray Serve starts the replicas "
+            "with --engine ray"
+        )
+
+
+def _serve_on_ray(
+    target: str, settings: Settings, address: str | None, ray_resources: tuple[str, ...]
+) -> None:
+    if REMOTE.match(target):
+        raise UsageError(
+            "--engine ray serves a local PATH (Ray ships it to the nodes); fetch the code "
+            "artifact first, or serve it with the local engine"
+        )
+    from zeroserve.serving.loader import find_predictors
+    from zeroserve.serving.sockets import bind_socket
+    from zeroserve.targets.ray.options import check_runnable, parse_resource_flags
+
+    resources = parse_resource_flags(ray_resources)
+    found = find_predictors(target)
+    check_runnable([item.declaration for item in found], resources)
+    sock = bind_socket(settings.server.host, settings.server.port)
+    where = f"http://{settings.server.host}:{sock.getsockname()[1]}"
+    names = ", ".join(item.name for item in found)
+    click.secho(f"zeroserve: serving {names} on {where} through Ray Serve", err=True)
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise UsageError("--engine ray needs Ray Serve: pip install 'zeroserve[ray]'")
+    from zeroserve.targets.ray.server import serve_on_ray
+
+    serve_on_ray(found, settings, address, resources, sock)
 
 
 def _serve_activated(target: str, settings: Settings) -> None:

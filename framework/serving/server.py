@@ -118,6 +118,11 @@ class BatchingRoutes:
         model = self.registry.get_model(name)
         if not isinstance(model, PredictorModel):
             raise ModelNotFound(name)
+        if model.runner.monitor is None:  # its replicas count it, each their own (Ray)
+            raise NotSupported(
+                f"model '{name}' runs in Ray Serve replicas, which count drift each on their "
+                "own; this server has no report of it"
+            )
         report = model.runner.monitor.report()
         return {"model": name, "profile": model.runner.monitor.watches_inputs, **report}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -254,3 +255,41 @@ def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+RAY_REFUSED = """
+from zeroserve import predictor, secret
+
+@predictor(name="keyed", env={"KEY": secret("s3", "key")})
+class Keyed:
+    def predict(self, instances: list[float]) -> list[float]:
+        return instances
+"""
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (("--engine", "ray"), "cannot run on Ray: env KEY come from Kubernetes Secrets"),
+        (("--engine", "ray", "--direct"), "--direct and --fork are for the local engine"),
+        (("--address", "auto"), "--address and --ray-resource go with --engine ray"),
+        (("--engine", "ray", "--ray-resource", "nope=gpu"), "names no served model: nope"),
+    ],
+)
+def test_what_the_ray_engine_cannot_run_exits_2_before_it_starts(
+    tmp_path: Path, flags: tuple[str, ...], message: str
+) -> None:
+    (tmp_path / "keyed.py").write_text(RAY_REFUSED)
+    done = run_zeroserve("serve", str(tmp_path / "keyed.py"), *flags)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_ray_engine_without_ray_says_how_to_install_it() -> None:
+    if importlib.util.find_spec("ray") is not None:
+        pytest.skip("Ray is installed here; tests/ray runs the engine (tox -e ray)")
+    done = run_zeroserve("serve", str(FIXTURES / "predictors" / "echo.py"), "--engine", "ray")
+    assert done.returncode == 2
+    assert "pip install 'zeroserve[ray]'" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -148,3 +148,24 @@ def test_the_layer_checker_catches_an_upward_import(tmp_path: Path) -> None:
     assert _violations("framework/spec", ("zeroserve.local",), tmp_path) == [
         "framework/spec/bad.py imports zeroserve.local.pool"
     ]
+
+
+def test_only_the_ray_target_imports_ray() -> None:
+    for root in ("framework", "coldstart", "predictors"):
+        for file, names in imported_modules(ROOT / root).items():
+            if file.startswith("framework/targets/ray/"):
+                continue
+            assert not any(name.split(".")[0] == "ray" for name in names), f"{file} imports Ray"
+
+
+def test_the_ray_target_imports_ray_only_inside_functions() -> None:
+    """`import zeroserve.targets.ray.*` works without Ray (the CLI checks for it first)."""
+    for file in sorted((ROOT / "framework" / "targets" / "ray").glob("*.py")):
+        tree = ast.parse(file.read_text())
+        top = [node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)]
+        modules = [
+            alias.name if isinstance(node, ast.Import) else (node.module or "")
+            for node in top
+            for alias in node.names
+        ]
+        assert not any(name.split(".")[0] == "ray" for name in modules), file.name
