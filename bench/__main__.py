@@ -12,6 +12,7 @@ from rich.table import Table
 
 BENCHMARKS = ("overhead", "batching", "coldstart", "scale_from_zero", "proxy_choice")
 NEEDS_VLLM = ("llm",)  # run where vLLM is installed: tox -e llm, or python -m bench llm there
+NEEDS_RAY = ("ray",)  # run where Ray is installed: the tox env ray, or python -m bench ray there
 
 
 def run(name: str) -> dict[str, object]:
@@ -28,12 +29,16 @@ def run(name: str) -> dict[str, object]:
 
 
 def main(argv: list[str]) -> int:
-    names = argv or [*BENCHMARKS, *(NEEDS_VLLM if importlib.util.find_spec("vllm") else ())]
-    unknown = [name for name in names if name not in (*BENCHMARKS, *NEEDS_VLLM)]
+    names = argv or [
+        *BENCHMARKS,
+        *(NEEDS_VLLM if importlib.util.find_spec("vllm") else ()),
+        *(NEEDS_RAY if importlib.util.find_spec("ray") else ()),
+    ]
+    known = (*BENCHMARKS, *NEEDS_VLLM, *NEEDS_RAY)
+    unknown = [name for name in names if name not in known]
     if unknown:
         print(
-            f"unknown benchmark(s) {', '.join(unknown)}; choose from "
-            f"{', '.join((*BENCHMARKS, *NEEDS_VLLM))}",
+            f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(known)}",
             file=sys.stderr,
         )
         return 2

@@ -62,7 +62,10 @@ async def _client(
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
             length = _content_length(head)
-            await reader.readexactly(length)
+            if length is None:  # chunked (Ray Serve's proxy answers so)
+                await _read_chunks(reader)
+            else:
+                await reader.readexactly(length)
             if head.startswith(b"HTTP/1.1 200"):
                 result.latencies.append(time.perf_counter() - started)
             else:
@@ -71,12 +74,23 @@ async def _client(
         writer.close()
 
 
-def _content_length(head: bytes) -> int:
+def _content_length(head: bytes) -> int | None:
+    """The body's length, or None for a chunked body."""
     for line in head.split(b"\r\n"):
         name, _, value = line.partition(b":")
         if name.strip().lower() == b"content-length":
             return int(value)
+        if name.strip().lower() == b"transfer-encoding" and b"chunked" in value.lower():
+            return None
     raise RuntimeError(f"response without Content-Length: {head!r}")
+
+
+async def _read_chunks(reader: asyncio.StreamReader) -> None:
+    while True:
+        size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+        await reader.readexactly(size + 2)  # the chunk and its CRLF
+        if size == 0:
+            return
 
 
 async def _run(host: str, port: int, request: bytes, clients: int, seconds: float) -> LoadResult:
