@@ -123,3 +123,13 @@ def test_errors_cross_processes_with_their_class_status_and_body(error: Exceptio
     assert str(copy) == str(error)
     assert copy.to_body() == error.to_body()  # type: ignore[attr-defined]
     assert http_status_for(copy) == http_status_for(error)  # type: ignore[arg-type]
+
+
+def test_a_vllm_predictor_maps_like_any_other() -> None:
+    from zeroserve import LLMEngine
+    from zeroserve.predictors.vllm import vllm_predictor
+
+    model = vllm_predictor("chat", "s3://models/chat@v1", llm=LLMEngine(max_model_len=512), gpu=1)
+    found = declaration_of(model)
+    assert found is not None
+    assert deployment_options(found)["ray_actor_options"]["num_gpus"] == 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from zeroserve.errors import (
@@ -136,6 +136,8 @@ class RemoteRunner(PredictorRunner):
         self.tracker = tracker
         self.limits = limits
         self.handle: Any = None
+        if found.declaration.openai:
+            self.instance = RemoteOpenAI(self)
 
     async def load(self) -> None:
         self.handle = await asyncio.to_thread(self.engine.deploy, self.found)
@@ -157,6 +159,10 @@ class RemoteRunner(PredictorRunner):
         headers: Mapping[str, str] | None = None,
     ) -> Any:
         return await self._remote_call("predict_v2", dict(inputs), parameters, _forwarded(headers))
+
+    async def remote_call(self, method: str, *args: Any) -> Any:
+        """Call ``method`` of a replica (held while none runs); its answer or its error."""
+        return await self._remote_call(method, *args)
 
     async def _remote_call(self, method: str, *args: Any) -> Any:
         from ray.exceptions import RayActorError, RayTaskError
@@ -230,6 +236,41 @@ class RemoteRunner(PredictorRunner):
 
     def _unavailable(self, kind: str, message: str, retry_after: float) -> Unavailable:
         return Unavailable(kind, message, model=self.name, retry_after=retry_after)
+
+
+class RemoteOpenAI:
+    """The OpenAI methods of a vLLM predictor whose engine runs in Ray Serve replicas: what the
+    front's OpenAI routes call as the predictor instance."""
+
+    def __init__(self, runner: RemoteRunner) -> None:
+        self.runner = runner
+
+    async def create_completion(self, request: Any, raw_request: Any = None) -> Any:
+        return await self._call("create_completion", request)
+
+    async def create_chat_completion(self, request: Any, raw_request: Any = None) -> Any:
+        return await self._call("create_chat_completion", request)
+
+    async def _call(self, method: str, request: Any) -> Any:
+        if not getattr(request, "stream", False):
+            return await self.runner.remote_call("openai", method, request)
+        if not self.runner.tracker.warm:  # hold it, within the limits, until a replica runs
+            await self.runner.remote_call("ping")
+        events = self.runner.handle.options(stream=True).openai_stream.remote(method, request)
+        first = await events.__anext__()
+        if not isinstance(first, str):  # an error response, before any event
+            return first
+        return _events_from(first, events)
+
+
+async def _events_from(first: str, events: Any) -> AsyncIterator[str]:
+    """The stream's events; a client that leaves ends the generation in the replica."""
+    try:
+        yield first
+        async for event in events:
+            yield event
+    finally:
+        events.cancel()
 
 
 async def _result_of(response: Any) -> Any:

@@ -11,6 +11,7 @@ The mapping, and why:
 - ``scale_to_zero_after`` -> ``downscale_delay_s`` and ``downscale_to_zero_delay_s``; scaling up
   has no delay (Ray's default waits 30 s; Knative's panic mode and our activator start at once).
 - ``cpu``/``memory``/``gpu`` -> the replica actor's ``num_cpus``/``memory``/``num_gpus``.
+- a vLLM predictor's engine runs in the replica; the front answers its OpenAI routes.
 - ``batching`` -> zeroserve's own batcher inside the replica (the runner's), not ``@serve.batch``,
   which has open hang reports (ray#42593, ray#66140) and cannot change its settings while serving
   (ray#36844); the same batcher runs in every engine, so a batch behaves the same everywhere.
@@ -58,11 +59,6 @@ def refusal(declaration: Declaration) -> str | None:
             f"env {', '.join(sorted(secrets))} come from Kubernetes Secrets or ConfigMaps, "
             "which a Ray cluster has none of; give plain values, or deploy it with `zeroserve "
             "deploy`"
-        )
-    if spec.llm is not None or declaration.openai:
-        return (
-            "a vLLM predictor needs its OpenAI routes and vLLM on the Ray nodes, which the Ray "
-            "engine does not carry yet; serve it with `zeroserve serve` or `zeroserve deploy`"
         )
     return None
 

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any
 
 from zeroserve.coldstart import ModelCache, StartupTimeline
@@ -82,6 +82,25 @@ class ModelReplica:
         self, inputs: Mapping[str, Any], parameters: object, headers: Mapping[str, str] | None
     ) -> Answer:
         return await _answer(self.runner.predict_v2(inputs, parameters, headers))
+
+    async def openai(self, method: str, request: Any) -> Answer:
+        """An OpenAI call that answers at once (``create_completion`` or
+        ``create_chat_completion``): the response, or an OpenAI error response."""
+        return await _answer(getattr(self.runner.instance, method)(request, None))
+
+    async def openai_stream(self, method: str, request: Any) -> AsyncIterator[Any]:
+        """A streaming OpenAI call: its server-sent-event strings, or first and only an error
+        response (vLLM refuses some requests before it streams)."""
+        result = await getattr(self.runner.instance, method)(request, None)
+        if not isinstance(result, AsyncIterator):
+            yield result
+            return
+        async for event in result:
+            yield event
+
+    async def ping(self) -> Answer:
+        """Answers once this replica runs (the front holds a stream's start on it)."""
+        return True, None
 
     async def check_health(self) -> None:
         """Ray Serve's health check: the user's optional ``healthy()``."""

@@ -35,7 +35,13 @@ class RayFrontServer(LocalModelServer):
         models = []
         for item in found:
             tracker = self.trackers[item.name] = ModelTracker(item)
-            models.append(PredictorModel(RemoteRunner(item, self.engine, tracker, settings.local)))
+            runner = RemoteRunner(item, self.engine, tracker, settings.local)
+            if item.declaration.openai:  # KServe's OpenAI routes (imports vLLM's request types)
+                from zeroserve.llm.openai_routes import openai_model_class
+
+                models.append(openai_model_class()(runner))
+            else:
+                models.append(PredictorModel(runner))
         return models
 
     def _extend_app(self, app: Any, models: list[PredictorModel]) -> None:
