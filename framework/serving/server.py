@@ -27,6 +27,7 @@ from zeroserve.errors import (
     LoadError,
     ModelNotBatched,
     NotSupported,
+    Unavailable,
     ZeroserveError,
     http_status_for,
 )
@@ -58,7 +59,10 @@ async def zeroserve_error_response(request: Request, exc: Exception) -> JSONResp
     assert isinstance(exc, ZeroserveError)
     status = http_status_for(exc)
     _error_seen(request, status, type(exc).__name__, str(exc))
-    return JSONResponse(exc.to_body(), status_code=status)
+    answer = JSONResponse(exc.to_body(), status_code=status)
+    if isinstance(exc, Unavailable):  # a limit or a failed start: when to ask again
+        answer.headers["Retry-After"] = str(exc.retry_after)
+    return answer
 
 
 async def not_implemented_response(request: Request, exc: Exception) -> JSONResponse:

@@ -156,6 +156,33 @@ def test_status_and_predict_commands_work_against_it(ray_front: RunningServer) -
     )
     assert sent.returncode == 0, sent.stderr
     assert json.loads(sent.stdout) == {"predictions": [4.0]}
+    metrics = httpx.get(f"{ray_front.url}/metrics", timeout=10).text
+    assert 'zeroserve_replicas{model="echo",state="running"} 1.0' in metrics
+    assert 'zeroserve_held_requests{model="echo"} 0.0' in metrics
+
+
+def test_a_model_whose_load_fails_answers_503_with_the_reason(
+    ray_cluster: RayCluster, tmp_path: Any
+) -> None:
+    broken = MODELS.parent / "broken.py"
+    flags = ("--engine", "ray", "--address", ray_cluster.address)
+    front = start_server(broken, tmp_path / "front.log", *flags, env=ray_cluster.env)
+    try:
+        wait_ready(front, "broken", timeout=120)
+        answer = httpx.post(
+            f"{front.url}/v1/models/broken:predict", json={"instances": [1.0]}, timeout=180
+        )
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["retry-after"]
+        body = answer.json()
+        assert body["type"] == "StartFailed"
+        assert "weights.bin is missing" in body["error"], body
+        again = httpx.post(
+            f"{front.url}/v1/models/broken:predict", json={"instances": [1.0]}, timeout=30
+        )
+        assert (again.status_code, again.json()["type"]) == (503, "StartFailed")
+    finally:
+        front.stop()
 
 
 def test_a_killed_worker_node_fails_its_requests_clearly_and_the_head_serves_on(

@@ -59,7 +59,7 @@ class ModelTracker:
     def failure(self) -> str | None:
         """Why the model cannot start now (Ray gave up on its replicas), or None."""
         if self.serve_state in FAILED_STATES and not self.running:
-            return self.message or f"Ray Serve reports the deployment {self.serve_state}"
+            return _gist(self.message) or f"Ray Serve reports the deployment {self.serve_state}"
         return None
 
     def request_at_zero(self) -> None:
@@ -282,6 +282,14 @@ def _forwarded(headers: Mapping[str, str] | None) -> dict[str, str] | None:
         return None
     kept = {name: headers[name] for name in FORWARDED_HEADERS if name in headers}
     return kept or None
+
+
+def _gist(message: str) -> str:
+    """Ray's status message without the traceback: its first line and the error's own line."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if len(lines) <= 2:
+        return " ".join(lines)
+    return f"{lines[0]} ... {lines[-1]}"
 
 
 def _first_line(exc: BaseException) -> str:
