@@ -17,6 +17,7 @@ Hierarchy::
     ├── WorkerUnreachable     the activator cannot connect to a ready worker (502)
     ├── WorkerDied            the worker ended while answering (502)
     ├── ReplicaLost           a Ray replica (or its node) ended while answering (502)
+    ├── DeployFailed          Ray Serve gave up on a model's application, or did not run it in time
     ├── ModelNotReady         a request for a model still loading (503, Retry-After)
     ├── RequestError          a request the server refuses; the client can fix it
     │   ├── UnknownModel      a model name this server does not serve (404)
@@ -149,6 +150,16 @@ class ReplicaLost(ZeroserveError):
 
     def to_body(self) -> dict[str, Any]:
         return {**super().to_body(), "model": self.model}
+
+
+class DeployFailed(ZeroserveError):
+    """Ray Serve did not run a model's application: it gave up on it, or the start timeout
+    ended first; ``state`` and ``reason`` are what Serve said of it."""
+
+    def __init__(self, model: str, state: str, reason: str) -> None:
+        super().__init__(f"Ray Serve did not run model '{model}' (application {state}): {reason}")
+        self.model = model
+        self.state = state
 
 
 class RequestError(ZeroserveError):

@@ -43,6 +43,12 @@ class RunningServer:
     def log(self) -> str:
         return self.log_path.read_text()
 
+    def log_gist(self, lines: int = 200) -> str:
+        """The log's last ``lines`` without the per-request access and timing lines (a
+        readiness poll writes hundreds of them), for a failure message that shows the cause."""
+        kept = [line for line in self.log().splitlines() if not _per_request_line(line)]
+        return "\n".join(kept[-lines:])
+
     def stop(self) -> int:
         if self.process.poll() is None:
             self.process.terminate()
@@ -52,6 +58,10 @@ class RunningServer:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
+
+
+def _per_request_line(line: str) -> bool:
+    return any(mark in line for mark in ("uvicorn.access", "kserve.trace", '"event":"error"'))
 
 
 def start_server(

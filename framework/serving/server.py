@@ -285,9 +285,10 @@ class LocalModelServer(ModelServer):  # type: ignore[misc]
         for model in models:
             try:
                 await model.load_in_server()
-            except LoadError as exc:
-                logger.error("%s", exc, exc_info=exc.__cause__)
-                self.load_error = exc
+            except Exception as exc:  # never left running with a model that cannot get ready
+                error = exc if isinstance(exc, LoadError) else _load_error(model.name, exc)
+                logger.error("%s", error, exc_info=error.__cause__)
+                self.load_error = error
                 self._http.should_exit = True
                 return
             logger.info("model '%s' is ready", model.name)
@@ -298,3 +299,9 @@ class LocalModelServer(ModelServer):  # type: ignore[misc]
         timeline_spans(self.timeline.as_dict(), self.timeline.origin, ",".join(names))
         if self.on_ready is not None:
             self.on_ready()
+
+
+def _load_error(model: str, cause: Exception) -> LoadError:
+    error = LoadError(model=model, phase="load", cause=cause)
+    error.__cause__ = cause
+    return error

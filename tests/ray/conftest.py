@@ -158,7 +158,7 @@ def ray_front(
     try:
         deadline = time.monotonic() + CLUSTER_START_S
         while time.monotonic() < deadline:
-            assert server.process.poll() is None, f"the front exited:\n{server.log()}"
+            assert server.process.poll() is None, f"the front exited:\n{server.log_gist()}"
             try:
                 status = httpx.get(f"{server.url}/zeroserve/status", timeout=10).json()
             except (httpx.TransportError, ValueError):
@@ -172,7 +172,9 @@ def ray_front(
                 break
             time.sleep(0.25)
         else:
-            raise AssertionError(f"no two-node cluster and ready models:\n{server.log()}")
+            raise AssertionError(
+                f"no two-node cluster and ready models; status: {status}\n{server.log_gist()}"
+            )
         yield server
     finally:
         server.stop()

@@ -31,7 +31,9 @@ def wait_for(check: Callable[[], bool], timeout: float, what: str, front: Runnin
         if check():
             return
         time.sleep(0.2)
-    raise AssertionError(f"{what} not within {timeout}s; status: {status(front)}")
+    raise AssertionError(
+        f"{what} not within {timeout}s; status: {status(front)}\n{front.log_gist(60)}"
+    )
 
 
 def node_with(front: RunningServer, resource: str) -> str:
@@ -181,6 +183,26 @@ def test_a_model_whose_load_fails_answers_503_with_the_reason(
             f"{front.url}/v1/models/broken:predict", json={"instances": [1.0]}, timeout=30
         )
         assert (again.status_code, again.json()["type"]) == (503, "StartFailed")
+    finally:
+        front.stop()
+
+
+def test_a_model_kept_warm_whose_load_fails_stops_the_front_with_the_reason(
+    ray_cluster: RayCluster, tmp_path: Any
+) -> None:
+    """With min_replicas=1, Ray Serve fails the application's deployment: the front exits
+    with the reason instead of serving on with a model that never gets ready."""
+    broken = MODELS.parent / "broken.py"
+    env = {**ray_cluster.env, "ZEROSERVE_TEST_BROKEN_MIN_REPLICAS": "1"}
+    flags = ("--engine", "ray", "--address", ray_cluster.address)
+    front = start_server(broken, tmp_path / "front.log", *flags, env=env)
+    try:
+        code = front.process.wait(timeout=180)
+        assert code == 1, front.log_gist()
+        (said,) = [line for line in front.log().splitlines() if line.startswith("error: ")]
+        assert "deploy() of model 'broken' raised DeployFailed" in said, said
+        assert "DEPLOY_FAILED" in said, said
+        assert "weights.bin is missing" in said, said
     finally:
         front.stop()
 

@@ -9,11 +9,13 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from zeroserve.errors import UsageError
+from zeroserve.errors import DeployFailed, UsageError
 from zeroserve.serving.loader import FoundPredictor
 from zeroserve.targets.ray.options import check_runnable, deployment_options
 from zeroserve.targets.ray.replica import REGISTRY_NAMESPACE, ModelReplica
@@ -24,6 +26,7 @@ logger = logging.getLogger("zeroserve")
 HANDLE_METRICS_PUSH = "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S"
 HANDLE_METRICS_PUSH_S = "0.1"
 FAILED_STATES = {"DEPLOY_FAILED", "UNHEALTHY"}
+DEPLOY_POLL_S = 0.1
 
 
 class ReplicaRegistry:
@@ -55,6 +58,11 @@ class RayEngine:
         self.registry: Any = None
         self.deployed: list[str] = []
         self._staged: Path | None = None
+        # Serve's config objects (built by serve.deployment and by serve.status) register and
+        # unregister a module with cloudpickle on each build, which is not thread-safe: a status
+        # read in one thread made a deploy in another fail with "is not registered for pickle by
+        # value". Every call into Serve that builds one holds this lock.
+        self._serve_calls = threading.Lock()
 
     def connect(self, found: list[FoundPredictor]) -> None:
         """Join (or start) the Ray cluster with the code as the job's working directory, which
@@ -87,26 +95,53 @@ class RayEngine:
         )
         serve.start(proxy_location="Disabled")
 
-    def deploy(self, item: FoundPredictor) -> Any:
-        """Run the model as its own Serve application (named after it); its handle."""
+    def deploy(self, item: FoundPredictor, timeout_s: float) -> Any:
+        """Run the model as its own Serve application (named after it); its handle once Serve
+        reports it running. Raises DeployFailed when Serve gives up on it or ``timeout_s`` ends
+        first (``serve.run`` itself would wait for ever), with what Serve says of it."""
         from ray import serve
 
         options = deployment_options(item.declaration, self.resources.get(item.name))
         target = f"{item.source.name}:{item.cls.__name__}"
-        app = (
-            serve.deployment(ModelReplica)
-            .options(**options)
-            .bind(target, item.name, self.registry_name)
-        )
-        handle = serve.run(app, name=item.name, route_prefix=None, blocking=False)
+        with self._serve_calls:
+            app = (
+                serve.deployment(ModelReplica)
+                .options(**options)
+                .bind(target, item.name, self.registry_name)
+            )
+            run = serve.RunTarget(app, name=item.name, route_prefix=None)
+            (handle,) = serve.run_many([run], wait_for_applications_running=False)
         self.deployed.append(item.name)
+        deadline = time.monotonic() + timeout_s
+        while (application := self._applications().get(item.name)) is None or str(
+            application.status.value
+        ) != "RUNNING":
+            state = str(application.status.value) if application else "NOT_STARTED"
+            if state == "DEPLOY_FAILED":
+                raise DeployFailed(item.name, state, self._reason(item, application))
+            if time.monotonic() > deadline:
+                reason = f"not running after {timeout_s:g} s (the start timeout); "
+                reason += f"{self._reason(item, application)}; `ray status` shows what it lacks"
+                raise DeployFailed(item.name, state, reason)
+            time.sleep(DEPLOY_POLL_S)
         return handle
+
+    def _reason(self, item: FoundPredictor, application: Any) -> str:
+        """What Serve says of the model's deployment (the replica's error), else of its app."""
+        deployment = self.status().get(item.name, {})
+        said = deployment.get("message") or (application.message if application else "")
+        state = deployment.get("state", "NOT_DEPLOYED")
+        return f"deployment {state}: {status_gist(said) if said else 'no message'}"
+
+    def _applications(self) -> dict[str, Any]:
+        from ray import serve
+
+        with self._serve_calls:
+            return dict(serve.status().applications)
 
     def status(self) -> dict[str, dict[str, Any]]:
         """Each deployed model's Serve status: state, message, replicas by state."""
-        from ray import serve
-
-        applications = serve.status().applications
+        applications = self._applications()
         found: dict[str, dict[str, Any]] = {}
         for name in self.deployed:
             application = applications.get(name)
@@ -175,3 +210,11 @@ def _stage_code(found: list[FoundPredictor]) -> Path:
 
     scratch = Path(tempfile.mkdtemp(prefix="zeroserve-ray-"))
     return stage(found, scratch / "code")
+
+
+def status_gist(message: str) -> str:
+    """Ray's status message without the traceback: its first line and the error's own line."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if len(lines) <= 2:
+        return " ".join(lines)
+    return f"{lines[0]} ... {lines[-1]}"

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from zeroserve.errors import (
+    LoadError,
     ReplicaLost,
     Unavailable,
     ZeroserveError,
@@ -22,7 +23,7 @@ from zeroserve.errors import (
 from zeroserve.serving.loader import FoundPredictor
 from zeroserve.serving.runner import PredictorRunner
 from zeroserve.settings import LocalSettings
-from zeroserve.targets.ray.engine import FAILED_STATES, RayEngine
+from zeroserve.targets.ray.engine import FAILED_STATES, RayEngine, status_gist
 
 logger = logging.getLogger("zeroserve")
 FORWARDED_HEADERS = ("traceparent", "tracestate")
@@ -59,7 +60,9 @@ class ModelTracker:
     def failure(self) -> str | None:
         """Why the model cannot start now (Ray gave up on its replicas), or None."""
         if self.serve_state in FAILED_STATES and not self.running:
-            return _gist(self.message) or f"Ray Serve reports the deployment {self.serve_state}"
+            return (
+                status_gist(self.message) or f"Ray Serve reports the deployment {self.serve_state}"
+            )
         return None
 
     def request_at_zero(self) -> None:
@@ -140,7 +143,12 @@ class RemoteRunner(PredictorRunner):
             self.instance = RemoteOpenAI(self)
 
     async def load(self) -> None:
-        self.handle = await asyncio.to_thread(self.engine.deploy, self.found)
+        try:
+            self.handle = await asyncio.to_thread(
+                self.engine.deploy, self.found, self.limits.start_timeout
+            )
+        except Exception as exc:  # Ray refused the application, or the cluster went away
+            raise LoadError(model=self.name, phase="deploy", cause=exc) from exc
         self.ready = True
 
     async def close(self) -> None:
@@ -282,14 +290,6 @@ def _forwarded(headers: Mapping[str, str] | None) -> dict[str, str] | None:
         return None
     kept = {name: headers[name] for name in FORWARDED_HEADERS if name in headers}
     return kept or None
-
-
-def _gist(message: str) -> str:
-    """Ray's status message without the traceback: its first line and the error's own line."""
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
-    if len(lines) <= 2:
-        return " ".join(lines)
-    return f"{lines[0]} ... {lines[-1]}"
 
 
 def _first_line(exc: BaseException) -> str:
