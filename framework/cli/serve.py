@@ -172,7 +172,10 @@ def _serve_on_ray(
     sock = bind_socket(settings.server.host, settings.server.port)
     where = f"http://{settings.server.host}:{sock.getsockname()[1]}"
     names = ", ".join(item.name for item in found)
-    click.secho(f"zeroserve: serving {names} on {where} through Ray Serve", err=True)
+    click.secho(
+        f"zeroserve: serving {names} on {where} through Ray Serve (console at {where}/zeroserve/)",
+        err=True,
+    )
     import importlib.util
 
     if importlib.util.find_spec("ray") is None:

@@ -1,7 +1,8 @@
 """The local activator: one port, KServe's routes by model name, models scaled to and from zero.
 
 Model and readiness routes that need no worker are answered here (``/v1/models``,
-``/v2/models/NAME/ready``, health, ``/zeroserve/status``); everything else for a model is
+``/v2/models/NAME/ready``, health, ``/zeroserve/status``, the console at ``/zeroserve/``);
+everything else for a model is
 forwarded to one of its workers, which the model's pool starts on demand.
 """
 
@@ -17,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from zeroserve import __version__
+from zeroserve import __version__, console
 from zeroserve.errors import (
     InvalidPayload,
     MethodNotAllowed,
@@ -100,9 +101,10 @@ class Activator:
         ticker = loop.create_task(self._tick())
         where = "http://{}:{}".format(*sock.getsockname()[:2])
         logger.info(
-            "zeroserve: serving %s on %s (docs at %s/docs); each model starts on its first "
-            "request and stops when idle",
+            "zeroserve: serving %s on %s (console at %s/zeroserve/, docs at %s/docs); each model "
+            "starts on its first request and stops when idle",
             ", ".join(self.pools),
+            where,
             where,
             where,
         )
@@ -257,19 +259,23 @@ class Activator:
             client.respond(200, self.status())
         elif path == "/metrics":
             client.on_lost = self.background.keep(self._metrics(client)).cancel
+        elif path == console.OVERVIEW_PATH:
+            client.on_lost = self.background.keep(self._overview(client)).cancel
+        elif (page := console.asset(path)) is not None:
+            client.respond_bytes(200, *page, console.HEADERS)
         else:
             client.respond_error(RouteNotFound(path=path))
 
     async def _metrics(self, client: ClientConnection) -> None:
-        from zeroserve.local.metrics import scrape
+        from zeroserve.local.metrics import PROMETHEUS_TEXT, scrape
 
-        body = await scrape(self.pools)
-        head = (
-            b"HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4; charset=utf-8\r\n"
-            b"content-length: %d\r\n\r\n" % len(body)
-        )
-        client.write(head + body)
-        client.finish(client.current.keep_alive if client.current is not None else False)
+        client.respond_bytes(200, await scrape(self.pools), PROMETHEUS_TEXT)
+
+    async def _overview(self, client: ClientConnection) -> None:
+        from zeroserve.local.metrics import scraped_families
+        from zeroserve.telemetry.overview import overview
+
+        client.respond(200, overview(await scraped_families(self.pools), self.pools))
 
     def status(self) -> dict[str, Any]:
         hello = self.hello

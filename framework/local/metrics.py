@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from zeroserve.local.pool import ModelPool
 
 SCRAPE_TIMEOUT_S = 5.0
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 HOLD_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
@@ -111,6 +112,18 @@ def relabel(families: Iterable[Metric], model: str, replica: str) -> Iterable[Me
 
 async def scrape(pools: dict[str, ModelPool]) -> bytes:
     """The whole exposition: activator gauges, then every ready worker's metrics."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PoolCollector(pools, await worker_families(pools)))
+    return generate_latest(registry)
+
+
+async def scraped_families(pools: dict[str, ModelPool]) -> list[Metric]:
+    """The families of the whole exposition, as ``scrape`` writes them."""
+    return list(PoolCollector(pools, await worker_families(pools)).collect())
+
+
+async def worker_families(pools: dict[str, ModelPool]) -> list[Metric]:
+    """Every ready worker's families (and this process's own), labelled with model and replica."""
     import httpx
 
     targets = [
@@ -137,6 +150,4 @@ async def scrape(pools: dict[str, ModelPool]) -> bytes:
             if into is not family:
                 into.samples.extend(family.samples)
     workers.extend(merged.values())
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(PoolCollector(pools, workers))
-    return generate_latest(registry)
+    return workers

@@ -35,6 +35,7 @@ from zeroserve.spec.spec import Batching, PredictorSpec
 from zeroserve.telemetry.logs import log_event, trace_id_of
 
 logger = logging.getLogger("zeroserve")
+RECENT_COLD_STARTS = 10  # kept for GET /zeroserve/status (the console draws them)
 
 
 def answer_unavailable(error: Unavailable, client: ClientConnection, request: Request) -> None:
@@ -81,6 +82,7 @@ class ModelPool:
         self.options = options  # handed to every worker: HTTP limits, a changed batching
         self.cold_start: ColdStart | None = None
         self.last_cold_start: dict[str, Any] | None = None
+        self.recent_cold_starts: deque[dict[str, Any]] = deque(maxlen=RECENT_COLD_STARTS)
         self.cold_starts = 0
         self.background = Background()
 
@@ -245,6 +247,7 @@ class ModelPool:
             self.lifecycle.ready()
         if self.cold_start is not None and self.cold_start.ready(self.clock(), replica.timeline):
             self.last_cold_start = self.cold_start.record
+            self.recent_cold_starts.append(self.cold_start.record)
             log_event(logging.INFO, "cold_start", model=self.name, **self.cold_start.record)
         while self.waiters:
             waiter = self.waiters.popleft()

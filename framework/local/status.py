@@ -56,4 +56,6 @@ def pool_status(pool: ModelPool) -> dict[str, Any]:
         "last_error": pool.lifecycle.last_error,
         "retry_after_s": round(pool.lifecycle.retry_after(now), 3),
         "last_cold_start": last or None,
+        "cold_starts": list(pool.recent_cold_starts),  # the last few, oldest first
+        "batching": pool.batching.model_dump() if pool.batching is not None else None,
     }

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 import httptools
+import orjson
 
 from zeroserve.errors import (
     ExpectationFailed,
@@ -42,7 +43,7 @@ from zeroserve.errors import (
     ZeroserveError,
     http_status_for,
 )
-from zeroserve.serving.http_answers import error_response, json_response
+from zeroserve.serving.http_answers import error_response, http_response
 from zeroserve.settings import ServerSettings
 
 SKIPPED_REQUEST_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"expect"})
@@ -236,10 +237,16 @@ class ClientConnection(asyncio.Protocol):
 
     def respond(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         """Answer the current request with JSON and go on with the next one."""
+        self.respond_bytes(status, orjson.dumps(body), "application/json", headers)
+
+    def respond_bytes(
+        self, status: int, payload: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
+        """Answer the current request with ``payload`` and go on with the next one."""
         current = self.current
         keep_alive = current.keep_alive if current is not None else False
         head = current is not None and current.method == b"HEAD"
-        self.write(json_response(status, body, headers, keep_alive, head))
+        self.write(http_response(status, payload, content_type, headers, keep_alive, head))
         self.finish(keep_alive)
 
     def respond_error(self, error: ZeroserveError, headers: dict[str, str] | None = None) -> None:

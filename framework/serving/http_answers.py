@@ -19,10 +19,21 @@ def json_response(
     head: bool = False,
 ) -> bytes:
     """A complete HTTP/1.1 response with a JSON body (its headers alone for ``head``)."""
-    payload = orjson.dumps(body)
+    return http_response(status, orjson.dumps(body), "application/json", headers, keep_alive, head)
+
+
+def http_response(
+    status: int,
+    payload: bytes,
+    content_type: str,
+    headers: dict[str, str] | None = None,
+    keep_alive: bool = True,
+    head: bool = False,
+) -> bytes:
+    """A complete HTTP/1.1 response with ``payload`` as its body (headers alone for ``head``)."""
     lines = [
         f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}",
-        "content-type: application/json",
+        f"content-type: {content_type}",
         f"content-length: {len(payload)}",
     ]
     lines += [f"{name}: {value}" for name, value in (headers or {}).items()]

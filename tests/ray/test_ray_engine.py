@@ -163,6 +163,20 @@ def test_status_and_predict_commands_work_against_it(ray_front: RunningServer) -
     assert 'zeroserve_held_requests{model="echo"} 0.0' in metrics
 
 
+def test_the_console_and_its_figures_are_served_by_the_front(ray_front: RunningServer) -> None:
+    page = httpx.get(f"{ray_front.url}/zeroserve/", timeout=10)
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert '<script src="/zeroserve/console.js"' in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    script = httpx.get(f"{ray_front.url}/zeroserve/console.js", timeout=10)
+    assert script.status_code == 200
+    assert script.headers["content-type"].startswith("text/javascript")
+    figures = httpx.get(f"{ray_front.url}/zeroserve/overview", timeout=10).json()
+    assert set(figures["models"]) == {"echo", "pinned", "spread"}
+    assert figures["models"]["echo"]["latency_ms"].keys() == {"p50", "p99"}
+
+
 def test_a_model_whose_load_fails_answers_503_with_the_reason(
     ray_cluster: RayCluster, tmp_path: Any
 ) -> None:

@@ -11,13 +11,17 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 from prometheus_client.core import GaugeMetricFamily, Metric
+from starlette.requests import Request
+from starlette.responses import Response
 
+from zeroserve import console
 from zeroserve.serving.kserve_model import PredictorModel
 from zeroserve.serving.loader import FoundPredictor
 from zeroserve.serving.server import LocalModelServer
 from zeroserve.settings import Settings
 from zeroserve.targets.ray.engine import RayEngine
 from zeroserve.targets.ray.front import ModelTracker, RemoteRunner
+from zeroserve.telemetry.overview import overview
 
 logger = logging.getLogger("zeroserve")
 POLL_EVERY_S = 0.25
@@ -47,7 +51,14 @@ class RayFrontServer(LocalModelServer):
     def _extend_app(self, app: Any, models: list[PredictorModel]) -> None:
         super()._extend_app(app, models)
         app.add_api_route("/zeroserve/status", self.status, methods=["GET"])
+        app.add_api_route(console.OVERVIEW_PATH, self.overview, methods=["GET"])
+        for path in console.ASSETS:
+            app.add_api_route(path, console_asset, methods=["GET"], include_in_schema=False)
         REGISTRY.register(ReplicaGauges(self.trackers))
+
+    async def overview(self) -> dict[str, Any]:
+        """Traffic, batch sizes and drift per model, from this front's metrics."""
+        return overview(REGISTRY.collect(), self.trackers)
 
     async def status(self) -> dict[str, Any]:
         """Each model's state, replicas (with their Ray node) and last cold start."""
@@ -87,6 +98,13 @@ class RayFrontServer(LocalModelServer):
 
     def _read_ray(self) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
         return self.engine.status(), self.engine.replicas()
+
+
+async def console_asset(request: Request) -> Response:
+    """The console's page, script or style (the paths in ``console.ASSETS``)."""
+    found = console.asset(request.url.path)
+    assert found is not None  # only its paths are routed here
+    return Response(found[0], media_type=found[1], headers=console.HEADERS)
 
 
 class ReplicaGauges:
