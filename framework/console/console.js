@@ -117,20 +117,34 @@ function drawState(card, model) {
   card.facts.replaceChildren(facts(pairs));
 }
 
-function phaseRows(timeline) {
-  const phases = (timeline && timeline.phases) || [];
-  return phases
+function processStart(last) {
+  // The worker's phases count from its process start; the start itself (the request's wait for
+  // a fork or a spawn) is what the time to ready has beyond the worker's own "ready" mark.
+  const phases = (last.worker_timeline && last.worker_timeline.phases) || [];
+  const ready = phases.find((phase) => phase.name === "ready");
+  if (!ready || last.ready_s === undefined) return 0;
+  return Math.max(0, last.ready_s - ready.start_s);
+}
+
+function phaseRows(last, offset) {
+  const phases = (last.worker_timeline && last.worker_timeline.phases) || [];
+  const rows = phases
     .filter((phase) => phase.end_s !== null && phase.end_s !== undefined)
     .map((phase) => {
       const took = Math.round((phase.end_s - phase.start_s) * 10000) / 10000;
       return {
         label: phase.name,
-        from: phase.start_s,
-        value: phase.end_s,
+        from: offset + phase.start_s,
+        value: offset + phase.end_s,
         text: seconds(took),
         attributes: { "data-phase": phase.name, "data-seconds": String(took) },
       };
     });
+  if (offset > 0) {
+    const label = last.mode === "ray" ? "replica start" : `${last.mode} (until the worker runs)`;
+    rows.unshift({ label, value: offset, text: seconds(offset), attributes: { "data-total": "process-start" } });
+  }
+  return rows;
 }
 
 function drawColdStart(card, model) {
@@ -139,7 +153,7 @@ function drawColdStart(card, model) {
     card.coldStart.replaceChildren(el("p", { class: "none" }, "No cold start yet: the model has not started from zero."));
     return;
   }
-  const rows = phaseRows(last.worker_timeline);
+  const rows = phaseRows(last, processStart(last));
   const totals = [];
   if (last.ready_s !== undefined) totals.push({ label: "to ready", value: last.ready_s, text: seconds(last.ready_s), attributes: { "data-total": "ready" } });
   if (last.first_response_s !== undefined) totals.push({ label: "first answer", value: last.first_response_s, text: seconds(last.first_response_s), attributes: { "data-total": "first-answer" } });

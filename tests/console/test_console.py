@@ -190,6 +190,31 @@ def test_markup_in_an_error_is_text_and_a_refused_change_shows_the_apis_error(
     assert others == []
 
 
+def test_the_iris_sample_on_the_page(iris_dir: Path, page: Any, tmp_path: Path) -> None:
+    """The samples as a new user serves them: both models listed, a batching form only for
+    the batched one, and a cold start drawn after the first request."""
+    server = start_server(iris_dir / "model.py", tmp_path / "serve.log")
+    try:
+        page.goto(f"{server.url}/zeroserve/")
+        card(page, "iris-batched").locator("form.batching").wait_for(timeout=WAIT_MS)
+        card(page, "iris").locator(".state").filter(has_text="zero").wait_for(timeout=WAIT_MS)
+        assert card(page, "iris").locator("form").count() == 0
+        answer = httpx.post(
+            f"{server.url}/v1/models/iris:predict",
+            json={"instances": [[5.1, 3.5, 1.4, 0.2]]},
+            timeout=60,
+        )
+        assert answer.status_code == 200, answer.text
+        card(page, "iris").locator('li[data-phase="load"]').wait_for(timeout=WAIT_MS)
+        started = card(page, "iris").locator('li[data-total="process-start"]')
+        assert "fork" in str(started.text_content()) or "spawn" in str(started.text_content())
+        card(page, "iris").locator(".state").filter(has_text="ready").wait_for(timeout=WAIT_MS)
+        page.screenshot(path=str(tmp_path / "iris.png"), full_page=True)
+        assert page.logged_errors == []
+    finally:
+        server.stop()
+
+
 def test_input_drift_is_drawn_against_the_threshold(page: Any, tmp_path: Path) -> None:
     from zeroserve.telemetry.drift import write_profile
 
