@@ -44,6 +44,10 @@ from zeroserve.telemetry.tracing import configure_tracing
 logger = logging.getLogger("zeroserve")
 MODEL_ROUTE = re.compile(r"^/v[12]/models/([^/:]+)(.*)$")
 ADMIN_ROUTE = re.compile(r"^/zeroserve/models/([^/]+)/(batching|drift)$")
+LOCAL_ROUTES = frozenset(
+    ("/", "/v2/health/live", "/v2/health/ready", "/v1/health/ready", "/v2", "/v1/models")
+    + (MODEL_LIST, "/zeroserve/status", "/metrics", console.OVERVIEW_PATH)
+)
 
 
 class Activator:
@@ -164,7 +168,7 @@ class Activator:
         elif path in ("/docs", "/openapi.json", "/docs/oauth2-redirect") and self.pools:
             self._forward(next(iter(self.pools)), request, client)  # KServe's routes: all alike
         else:
-            self._local(path, client)
+            self._local(path, request, client)
 
     def _forward(self, name: str, request: Request, client: ClientConnection) -> None:
         pool = self.pools.get(name)
@@ -243,7 +247,16 @@ class Activator:
         else:
             self._forward(str(name), request, client)
 
-    def _local(self, path: str, client: ClientConnection) -> None:
+    def _local(self, path: str, request: Request, client: ClientConnection) -> None:
+        """The routes answered here: each reads, so only GET and HEAD are taken."""
+        if request.method not in (b"GET", b"HEAD") and (
+            path in LOCAL_ROUTES or console.asset(path)
+        ):
+            client.respond_error(MethodNotAllowed(allowed=("GET", "HEAD")), {"allow": "GET, HEAD"})
+        else:
+            self._read(path, client)
+
+    def _read(self, path: str, client: ClientConnection) -> None:
         if path in ("/", "/v2/health/live"):
             client.respond(200, {"status": "alive"})
         elif path in ("/v2/health/ready", "/v1/health/ready"):

@@ -123,6 +123,19 @@ def test_head_answers_have_no_body_and_the_connection_goes_on(server: RunningSer
     poll(lambda: model_status(server, "echo")["in_flight"] == 0, "HEAD is done", server)
 
 
+@pytest.mark.parametrize(
+    "path", ["/zeroserve/status", "/zeroserve/", "/metrics", "/v2/health/live"]
+)
+def test_a_write_to_a_route_that_only_reads_gets_405_naming_the_methods(
+    server: RunningServer, path: str
+) -> None:
+    answer = httpx.post(f"{server.url}{path}", json={}, timeout=10)
+    assert answer.status_code == 405, answer.text
+    assert answer.headers["allow"] == "GET, HEAD"
+    assert answer.json()["type"] == "MethodNotAllowed"
+    assert httpx.head(f"{server.url}{path}", timeout=10).status_code == 200
+
+
 def test_a_client_that_half_closes_still_gets_its_answer(
     server: RunningServer, tmp_path: Path
 ) -> None:
