@@ -251,6 +251,62 @@ def test_input_drift_is_drawn_against_the_threshold(page: Any, tmp_path: Path) -
         server.stop()
 
 
+CONTRAST = """() => {
+  // WCAG 2 contrast of each element's own text against the first opaque background behind it.
+  const rgb = (text) => text.match(/[\\d.]+/g).map(Number);
+  const luminance = ([r, g, b]) => {
+    const linear = [r, g, b].map((v) => v / 255)
+      .map((v) => (v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4));
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2];
+  };
+  const background = (node) => {
+    for (let at = node; at; at = at.parentElement) {
+      const color = rgb(getComputedStyle(at).backgroundColor);
+      if (color.length < 4 || color[3] === 1) return color.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const worst = [];
+  for (const node of document.querySelectorAll("body *")) {
+    const own = [...node.childNodes].some((c) => c.nodeType === 3 && c.textContent.trim());
+    if (!own || node.offsetParent === null) continue;
+    const [a, b] = [luminance(rgb(getComputedStyle(node).color)), luminance(background(node))];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < 4.5) worst.push(`${node.tagName}.${node.className}: ${ratio.toFixed(2)}`);
+  }
+  return worst;
+}"""
+
+
+def test_the_page_works_from_the_keyboard_and_its_text_has_contrast(
+    served: RunningServer, page: Any
+) -> None:
+    """Tab reaches the batching form and Enter applies it; all text has a WCAG AA contrast
+    (4.5:1) against its background; states are words, not colours alone."""
+    page.goto(f"{served.url}/zeroserve/")
+    card(page, "slow-start").locator("form.batching").wait_for(timeout=WAIT_MS)
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        focused = page.evaluate(
+            """() => [document.activeElement.name,
+                      document.activeElement.closest("section")?.dataset.model]"""
+        )
+        if focused == ["max_batch_size", "slow-start"]:
+            break
+    else:
+        raise AssertionError("Tab never reached the batching form of slow-start")
+    page.keyboard.press("Control+A")
+    page.keyboard.type("6")
+    page.keyboard.press("Enter")
+    card(page, "slow-start").locator(".result").filter(
+        has_text="Applied: max batch size 6"
+    ).wait_for(timeout=WAIT_MS)
+    assert page.evaluate(CONTRAST) == []
+    badge = str(card(page, "slow-start").locator(".state").text_content())
+    assert badge.split()[-1] in {"zero", "starting", "ready"}, badge
+    assert page.logged_errors == []
+
+
 def test_the_page_and_its_files_come_with_a_policy_that_runs_only_them(
     served: RunningServer,
 ) -> None:
