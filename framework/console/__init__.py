@@ -30,12 +30,17 @@ ASSETS = {
 }
 
 
-@cache
 def asset(path: str) -> tuple[bytes, str] | None:
     """The file served at ``path`` and its content type; None for a path that is not the
-    console's."""
+    console's (not remembered: any path a client sends comes here)."""
     found = ASSETS.get(path)
     if found is None:
         return None
     name, content_type = found
-    return (resources.files(__name__).joinpath(name).read_bytes(), content_type)
+    return (_file(name), content_type)
+
+
+@cache
+def _file(name: str) -> bytes:
+    """One of the three files, read once."""
+    return resources.files(__name__).joinpath(name).read_bytes()

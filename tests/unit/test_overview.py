@@ -74,3 +74,15 @@ def test_the_exposition_text_gives_the_same_figures_summed_over_replicas() -> No
     assert [bucket["count"] for bucket in iris["batch_sizes"]] == [0, 2, 2, 0]
     assert iris["outputs"] == {"setosa": 120, "virginica": 80}
     assert iris["psi"]["petal_length"] == 0.31  # the highest of the replicas', not a sum
+
+
+def test_a_path_that_is_not_the_consoles_is_not_remembered() -> None:
+    """Any path a client sends reaches the console's lookup: it must not grow a cache."""
+    from zeroserve import console
+
+    for index in range(100):
+        assert console.asset(f"/zeroserve/not-a-file-{index}") is None
+    page = console.asset("/zeroserve/")
+    assert page is not None
+    assert page[1] == console.HTML
+    assert console._file.cache_info().currsize <= len(console.ASSETS)

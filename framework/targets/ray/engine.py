@@ -112,11 +112,18 @@ class RayEngine:
             run = serve.RunTarget(app, name=item.name, route_prefix=None)
             (handle,) = serve.run_many([run], wait_for_applications_running=False)
         self.deployed.append(item.name)
+        self._wait_running(item, timeout_s)
+        return handle
+
+    def _wait_running(self, item: FoundPredictor, timeout_s: float) -> None:
+        """Return once Serve reports the model's application RUNNING; DeployFailed if it gives
+        up on it or ``timeout_s`` passes first."""
         deadline = time.monotonic() + timeout_s
-        while (application := self._applications().get(item.name)) is None or str(
-            application.status.value
-        ) != "RUNNING":
+        while True:
+            application = self._applications().get(item.name)
             state = str(application.status.value) if application else "NOT_STARTED"
+            if state == "RUNNING":
+                return
             if state == "DEPLOY_FAILED":
                 raise DeployFailed(item.name, state, self._reason(item, application))
             if time.monotonic() > deadline:
@@ -124,7 +131,6 @@ class RayEngine:
                 reason += f"{self._reason(item, application)}; `ray status` shows what it lacks"
                 raise DeployFailed(item.name, state, reason)
             time.sleep(DEPLOY_POLL_S)
-        return handle
 
     def _reason(self, item: FoundPredictor, application: Any) -> str:
         """What Serve says of the model's deployment (the replica's error), else of its app."""
