@@ -1,21 +1,26 @@
 """The predictor contract: every hook a ``@predictor`` class may define, checked at decoration.
 
-=================================  ========  ================================================
-hook                               needed    form, and when zeroserve calls it
-=================================  ========  ================================================
-``predict(instances, **options)``  yes       ``def`` or ``async def``; type hints on its
-                                             parameters are the request schema; each request
-``load(model_dir)`` / ``load()``   with      ``def`` (runs in a thread) or ``async def`` (on
-                                   model_uri the server's loop); once, before readiness
-``warmup()``                       no        plain ``def``, no arguments; after ``load()``
-``close()``                        no        ``def`` or ``async def``, no arguments; at stop
-``healthy()``                      no        ``async def`` or ``def`` returning a bool, no
-                                             arguments; asked by every readiness check
-``preimport_modules``              no        a class attribute: module names the model host
-                                             imports before it forks workers
-protocol plug-ins                  no        e.g. OpenAI's ``create_completion`` and
-                                             ``create_chat_completion`` (``zeroserve.llm``)
-=================================  ========  ================================================
+==================================  ========  ================================================
+hook                                needed    form, and when zeroserve calls it
+==================================  ========  ================================================
+``predict(instances, **options)``   yes       ``def`` or ``async def``; type hints on its
+                                              parameters are the request schema; each request
+``load(model_dir)`` / ``load()``    with      ``def`` (runs in a thread) or ``async def`` (on
+                                    model_uri the server's loop); once, before readiness
+``warmup()``                        no        plain ``def``, no arguments; after ``load()``
+``close()``                         no        ``def`` or ``async def``, no arguments; at stop
+``healthy()``                       no        ``async def`` or ``def`` returning a bool, no
+                                              arguments; asked by every readiness check
+``check_request(instances, **o)``   no        plain ``def`` taking what predict() takes;
+                                              per request, before batching: raise
+                                              ``InvalidPayload`` for what cannot be predicted
+``v2_metadata()``                   no        plain ``def``: ``{"inputs": [...], "outputs":
+                                              [...]}`` for v2 model metadata, after load()
+``preimport_modules``               no        a class attribute: module names the model host
+                                              imports before it forks workers
+protocol plug-ins                   no        e.g. OpenAI's ``create_completion`` and
+                                              ``create_chat_completion`` (``zeroserve.llm``)
+==================================  ========  ================================================
 
 ``check_contract`` checks each hook it finds (callable, sync or async as allowed, arity) and
 raises ``SpecError`` with the fix; the runtime then calls the hooks without further checks.
@@ -31,7 +36,7 @@ from typing import Any
 from zeroserve.errors import SpecError
 from zeroserve.llm.openai_contract import answers_openai
 
-NO_ARGUMENTS_HOOKS = ("close", "healthy")
+NO_ARGUMENTS_HOOKS = ("close", "healthy", "v2_metadata")
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from typing import Any
 import click
 import yaml
 
+from zeroserve.cli.saved_models import code_for, format_option
 from zeroserve.errors import UsageError
 from zeroserve.settings import Settings
 
@@ -55,7 +56,8 @@ def _repository(settings: Settings, given: str | None) -> str:
 
 
 @click.command("render")
-@click.argument("target", metavar="PATH[:CLASS]")
+@click.argument("target", metavar="PATH[:CLASS] | MODEL_URI")
+@format_option
 @click.option(
     "-o",
     "--output",
@@ -72,20 +74,23 @@ def _repository(settings: Settings, given: str | None) -> str:
 def render_command(
     settings: Settings,
     target: str,
+    model_format: str | None,
     output_format: str,
     namespace: str,
     image: str | None,
     repository: str | None,
     service_account: str | None,
 ) -> None:
-    """Print the InferenceService manifests for the predictors in PATH (no cluster needed)."""
-    objects = render_objects(
-        target,
-        namespace=namespace,
-        image=image,
-        repository=_repository(settings, repository),
-        service_account=service_account,
-    )
+    """Print the InferenceService manifests for the predictors in PATH, or for a saved model's
+    artifact (s3://…/iris@v1) served by its format's built-in predictor (no cluster needed)."""
+    with code_for(target, model_format, None, None) as code:
+        objects = render_objects(
+            code,
+            namespace=namespace,
+            image=image,
+            repository=_repository(settings, repository),
+            service_account=service_account,
+        )
     if output_format == "json":
         click.echo(json.dumps(objects if len(objects) > 1 else objects[0], indent=2))
     else:

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from zeroserve.cli.build import service_account_option
+from zeroserve.cli.saved_models import code_for, format_option
 from zeroserve.errors import UsageError
 from zeroserve.settings import Settings
 
@@ -29,7 +30,8 @@ def _cluster(kubeconfig: str | None) -> Any:
 
 
 @click.command("deploy")
-@click.argument("target", metavar="PATH[:CLASS]")
+@click.argument("target", metavar="PATH[:CLASS] | MODEL_URI")
+@format_option
 @namespace_option
 @kubeconfig_option
 @click.option("--repository", default=None, help="Artifact repository for the code package.")
@@ -49,8 +51,27 @@ def _cluster(kubeconfig: str | None) -> Any:
 )
 @click.pass_obj
 def deploy_command(
+    settings: Settings, /, target: str, model_format: str | None, **options: Any
+) -> None:
+    """Package PATH, push its code, and server-side apply its InferenceServices (a saved
+    model's artifact URI is served by its format's built-in predictor).
+
+    Each InferenceService is read before the code is pushed; one that changed by the time it is
+    applied (another deploy, a kubectl edit) is refused, and nothing is applied, unless --force.
+    """
+    from zeroserve.serving.loader import find_predictors
+    from zeroserve.targets.kserve.rollout import checked_percent
+
+    if options["canary"] is not None:
+        checked_percent(options["canary"])
+    with code_for(target, model_format, None, None) as code:
+        _deploy_found(settings, find_predictors(code), **options)
+
+
+def _deploy_found(
     settings: Settings,
-    target: str,
+    found: list[Any],
+    *,
     namespace: str,
     kubeconfig: str | None,
     repository: str | None,
@@ -61,21 +82,12 @@ def deploy_command(
     timeout: float,
     force: bool,
 ) -> None:
-    """Package PATH, push its code, and server-side apply its InferenceServices.
-
-    Each InferenceService is read before the code is pushed; one that changed by the time it is
-    applied (another deploy, a kubectl edit) is refused, and nothing is applied, unless --force.
-    """
     from zeroserve.cli.build import _repository
-    from zeroserve.serving.loader import find_predictors
     from zeroserve.targets.kserve.package import pinned_model_uris, publish
     from zeroserve.targets.kserve.preflight import check_before_apply
     from zeroserve.targets.kserve.render import RenderOptions
-    from zeroserve.targets.kserve.rollout import canary_for_deploy, checked_percent
+    from zeroserve.targets.kserve.rollout import canary_for_deploy
 
-    if canary is not None:
-        checked_percent(canary)
-    found = find_predictors(target)
     cluster = _cluster(kubeconfig)
     cluster.list_models(namespace)  # fail fast (no cluster, KServe or rights) before any push
     live = {item.name: cluster.find(item.name, namespace) for item in found}

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from zeroserve.cli.saved_models import format_option
 from zeroserve.errors import UsageError
 from zeroserve.settings import PodSettings, ServerSettings, Settings
 from zeroserve.telemetry.logs import configure_logging
@@ -30,7 +31,15 @@ SERVER_FLAGS = ("port", "host", "max_body_size", "max_header_size", "access_log"
 
 
 @click.command()
-@click.argument("target", metavar="PATH[:CLASS]")
+@click.argument("target", metavar="PATH[:CLASS] | MODEL_FILE | URI")
+@format_option
+@click.option(
+    "--optimize",
+    type=click.Choice(["onnx"]),
+    default=None,
+    help="Serve a scikit-learn, XGBoost or LightGBM model converted to ONNX (checked against "
+    "the original first; kept in the cache).",
+)
 @click.option("--port", type=int, default=None, help="Port to listen on [default: 8080].")
 @click.option("--host", default=None, help="Address to bind [default: 127.0.0.1].")
 @click.option("--max-body-size", default=None, help="Largest request body, e.g. 32MiB.")
@@ -74,6 +83,8 @@ def serve(
     settings: Settings,
     /,
     target: str,
+    model_format: str | None,
+    optimize: str | None,
     direct: bool,
     engine: str,
     address: str | None,
@@ -81,10 +92,32 @@ def serve(
     **flags: Any,
 ) -> None:
     """Serve the @predictor classes in PATH (a .py file or a folder of them, or the URI of a
-    code artifact made by `zeroserve package`).
+    code artifact made by `zeroserve package`), or saved models with no code: a model file
+    (.joblib/.pkl, .skops, XGBoost .json/.ubj, LightGBM .txt, .onnx, torch .pt2/.pt), a folder
+    of them or a Hugging Face folder, or a model artifact's URI (s3://bucket/models/iris@v1).
 
     Each model starts on its first request and scales back to zero when idle; add --direct to
     load them all in this process instead, or --engine ray to run them on a Ray cluster."""
+    from zeroserve.cli.saved_models import code_for
+    from zeroserve.coldstart import ModelCache
+
+    cache = ModelCache(settings.cache.root, settings.cache.budget)
+    if settings.pod.inference_service:  # a cluster pod: its target is the rendered code artifact
+        _serve_code(settings, target, direct, engine, address, ray_resources, flags)
+        return
+    with code_for(target, model_format, optimize, cache) as code:
+        _serve_code(settings, code, direct, engine, address, ray_resources, flags)
+
+
+def _serve_code(
+    settings: Settings,
+    target: str,
+    direct: bool,
+    engine: str,
+    address: str | None,
+    ray_resources: tuple[str, ...],
+    flags: dict[str, Any],
+) -> None:
     server_flags = {key: flags.pop(key) for key in SERVER_FLAGS}
     server_settings = _with_flags(settings.server, server_flags)
     local_settings = _with_flags(settings.local, flags)

@@ -113,7 +113,11 @@ class PredictorModel(kserve.Model):  # type: ignore[misc]
         )
 
     def get_input_types(self) -> list[dict[str, Any]]:
-        """v2 metadata: the instances input with the JSON schema of what it accepts."""
+        """v2 metadata: the model's own inputs where its predictor says them (``v2_metadata``),
+        else the instances input typed from the request schema."""
+        described = self._described()
+        if described is not None:
+            return list(described.get("inputs", []))
         signature = self.declaration.signature
         return [
             {
@@ -122,6 +126,17 @@ class PredictorModel(kserve.Model):  # type: ignore[misc]
                 "shape": [-1],
             }
         ]
+
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        described = self._described()
+        return list(described.get("outputs", [])) if described is not None else []
+
+    def _described(self) -> dict[str, Any] | None:
+        describe = getattr(self.instance, "v2_metadata", None)
+        if describe is None or not self.ready:
+            return None
+        return describe()  # type: ignore[no-any-return]
 
 
 def serving_model(

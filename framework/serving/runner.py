@@ -63,6 +63,7 @@ class PredictorRunner:
         self.instance = user_class()
         self.ready = False
         self.health_check = getattr(self.instance, "healthy", None)  # the user's, or None
+        self.check_request = getattr(self.instance, "check_request", None)  # per request
         self.timeline = timeline or StartupTimeline()
         self.offload_predict = False
         self.span_attributes = {"zeroserve.model": self.name}
@@ -144,6 +145,8 @@ class PredictorRunner:
         instances = kwargs[self.declaration.signature.instances.name]
         if isinstance(instances, list) and not instances:
             return []  # no instances, no predictions: predict() is not asked
+        if self.check_request is not None:  # before batching: a bad row fails its request only
+            self.check_request(**kwargs)
         if self.monitor.watches_inputs:
             self.monitor.observe(instances)
         result = _plain(await self._call(kwargs))
@@ -181,6 +184,8 @@ class PredictorRunner:
                 call = functools.partial(self.instance.predict, **kwargs)
                 return await asyncio.get_running_loop().run_in_executor(None, call)
             return self._call_inline(kwargs)
+        except ZeroserveError:
+            raise  # raised on purpose (InvalidPayload): answered as it says
         except Exception as exc:
             logger.exception("predict() of model '%s' raised", self.name)
             raise self._predict_error(exc) from exc
