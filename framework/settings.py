@@ -49,6 +49,9 @@ class ServerSettings(BaseModel):
     header_timeout: float = Field(default=30.0, gt=0)  # first byte to the end of the headers
     body_timeout: float = Field(default=60.0, gt=0)  # the longest pause while a body arrives
     access_log: bool = True
+    # JSON v1/v2 predictions for ready models skip FastAPI's routing (serving/fast_path.py);
+    # ZEROSERVE_SERVER__FAST_PATH=false sends every request through KServe's app
+    fast_path: bool = True
 
 
 class LocalSettings(BaseModel):

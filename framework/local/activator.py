@@ -9,6 +9,7 @@ forwarded to one of its workers, which the model's pool starts on demand.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import re
@@ -91,6 +92,7 @@ class Activator:
             max_body_size=self.server_settings.max_body_size,
             max_header_size=self.server_settings.max_header_size,
             access_log=self.server_settings.access_log,
+            fast_path=self.server_settings.fast_path,
         )
         for model in hello.models:
             self.pools[model.name] = ModelPool(model.spec, host, self.settings, options)
@@ -103,6 +105,7 @@ class Activator:
         for pool in self.pools.values():
             pool.start_warm()
         ticker = loop.create_task(self._tick())
+        gc.freeze()  # what start-up made lives as long as the process: no collection scans it
         where = "http://{}:{}".format(*sock.getsockname()[:2])
         logger.info(
             "zeroserve: serving %s on %s (console at %s/zeroserve/, docs at %s/docs); each model "

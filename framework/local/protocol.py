@@ -37,6 +37,7 @@ class WorkerOptions:
     max_body_size: int
     max_header_size: int
     access_log: bool = False
+    fast_path: bool = True
     batching: Batching | None = None  # a change made through the admin route; None: the spec's
 
 

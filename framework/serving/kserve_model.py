@@ -21,8 +21,12 @@ from zeroserve.spec.decorator import Declaration
 
 with kserve_argv():
     import kserve
+    from kserve.metrics import POST_HIST_TIME, PRE_HIST_TIME, PREDICT_HIST_TIME, get_labels
     from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
     from kserve.utils.numpy_codec import from_np_dtype
+
+
+OUTPUT_NAME = "output-0"
 
 
 class PredictorModel(kserve.Model):  # type: ignore[misc]
@@ -84,27 +88,8 @@ class PredictorModel(kserve.Model):  # type: ignore[misc]
         return {"predictions": await self.runner.predict_v1(payload, headers)}
 
     def _v2_response(self, request: InferRequest, result: Any) -> InferResponse:
-        try:
-            array = np.asarray(result)
-        except ValueError as exc:  # ragged lists
-            raise UnencodableResult(
-                model=self.name,
-                returned=describe_result(result),
-                declared=self.declaration.signature.returns_text,
-                reason=f"a v2 tensor must be rectangular ({exc})",
-            ) from None
-        if array.dtype.kind in "USO":
-            array = array.astype(np.object_)
-        try:
-            datatype = from_np_dtype(array.dtype)
-        except Exception:
-            datatype = None
-        if datatype is None:
-            raise PredictError(
-                model=self.name,
-                cause=TypeError(f"predict() returned {array.dtype} values, not a tensor type"),
-            )
-        output = InferOutput(name="output-0", shape=list(array.shape), datatype=datatype)
+        array, datatype = result_tensor(self, result)
+        output = InferOutput(name=OUTPUT_NAME, shape=list(array.shape), datatype=datatype)
         output.set_data_from_numpy(array, binary_data=False)
         return InferResponse(
             model_name=self.name,
@@ -127,7 +112,6 @@ class PredictorModel(kserve.Model):  # type: ignore[misc]
             }
         ]
 
-
     def get_output_types(self) -> list[dict[str, Any]]:
         described = self._described()
         return list(described.get("outputs", [])) if described is not None else []
@@ -137,6 +121,52 @@ class PredictorModel(kserve.Model):  # type: ignore[misc]
         if describe is None or not self.ready:
             return None
         return describe()  # type: ignore[no-any-return]
+
+
+def result_tensor(model: PredictorModel, result: Any) -> tuple[np.ndarray, str]:
+    """predict()'s result as one v2 tensor and its datatype; UnencodableResult or PredictError
+    naming why it is not one."""
+    try:
+        array = np.asarray(result)
+    except ValueError as exc:  # ragged lists
+        raise UnencodableResult(
+            model=model.name,
+            returned=describe_result(result),
+            declared=model.declaration.signature.returns_text,
+            reason=f"a v2 tensor must be rectangular ({exc})",
+        ) from None
+    if array.dtype.kind in "USO":
+        array = array.astype(np.object_)
+    try:
+        datatype = from_np_dtype(array.dtype)
+    except Exception:
+        datatype = None
+    if datatype is None:
+        raise PredictError(
+            model=model.name,
+            cause=TypeError(f"predict() returned {array.dtype} values, not a tensor type"),
+        )
+    return array, datatype
+
+
+def v2_output(model: PredictorModel, result: Any) -> tuple[str, list[int], str, list[Any]]:
+    """The v2 response's one output (name, shape, datatype, data) for predict()'s result, as
+    KServe's InferResponse writes it in JSON."""
+    array, datatype = result_tensor(model, result)
+    if datatype == "BYTES":  # KServe's own text conversion
+        output = InferOutput(name=OUTPUT_NAME, shape=list(array.shape), datatype=datatype)
+        output.set_data_from_numpy(array, binary_data=False)
+        return OUTPUT_NAME, list(array.shape), datatype, list(output.data)
+    return OUTPUT_NAME, list(array.shape), datatype, array.ravel().tolist()
+
+
+def record_predict(model: str, seconds: float) -> None:
+    """KServe's request histograms for one prediction, as ``kserve.Model.__call__`` records
+    them (the fast path's v2 answers do not pass through it)."""
+    labels = get_labels(model)
+    PRE_HIST_TIME.labels(**labels).observe(0.0)
+    PREDICT_HIST_TIME.labels(**labels).observe(seconds)
+    POST_HIST_TIME.labels(**labels).observe(0.0)
 
 
 def serving_model(

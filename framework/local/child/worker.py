@@ -53,6 +53,7 @@ def run_replica(
         access_log=options.access_log,
         max_body_size=options.max_body_size,
         max_header_size=options.max_header_size,
+        fast_path=options.fast_path,
     )
     server = LocalModelServer(settings, timeout_keep_alive=WORKER_KEEP_ALIVE_S)
 
