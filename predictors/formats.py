@@ -47,6 +47,8 @@ FORMATS = {
         Format("lightgbm", "lightgbm:LightGBMPredictor", "lightgbm", "lightgbm", (".txt",), True),
         Format("onnx", "onnx:OnnxPredictor", "onnxruntime", "onnxruntime", (".onnx",), True),
         Format("torch", "torch:TorchPredictor", "torch", "torch", (".pt2", ".pt", ".pth"), True),
+        # a torch.export program after --optimize onnx (not a format a file is saved in)
+        Format("torch-onnx", "torch:TorchOnnxPredictor", "onnxruntime", "onnxruntime", (), True),
         Format(
             "transformers",
             "transformers:TransformersPredictor",

@@ -24,21 +24,31 @@ from zeroserve.predictors.tabular import TabularPredictor
 TOLERANCE = 1e-4
 SAMPLE_ROWS = 512
 OPSET = 15  # the highest onnxmltools' tree converters support
-CONVERTIBLE = ("sklearn", "skops", "xgboost", "lightgbm")
+CONVERTIBLE = ("sklearn", "skops", "xgboost", "lightgbm", "torch")
 
 
 def converter_versions() -> str:
     """What a conversion depends on besides its source (part of its cache key)."""
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
-    names = ("onnx", "skl2onnx", "onnxmltools", "onnxruntime")
-    return " ".join(f"{name}=={version(name)}" for name in names)
+    found = []
+    for name in ("onnx", "skl2onnx", "onnxmltools", "onnxruntime", "onnxscript", "torch"):
+        try:
+            found.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            found.append(f"{name} absent")
+    return " ".join(found)
 
 
-def write_onnx(original: TabularPredictor, fmt: str, destination: Path) -> None:
+def write_onnx(original: Any, fmt: str, destination: Path) -> None:
     """Convert ``original`` (a loaded built-in predictor of ``fmt``) into an ONNX file."""
     if fmt not in CONVERTIBLE:
         raise FormatError(f"--optimize onnx converts {', '.join(CONVERTIBLE)} models, not {fmt}")
+    if fmt == "torch":
+        from zeroserve.predictors.torch_convert import write_torch_onnx
+
+        write_torch_onnx(original, destination)
+        return
     if original.n_features is None:
         raise FormatError("--optimize onnx needs a model that knows its feature count")
     model = _converted(original, fmt, original.n_features)
@@ -75,8 +85,12 @@ def _converted(original: Any, fmt: str, width: int) -> Any:
     )
 
 
-def disagreement(original: TabularPredictor, converted: Path) -> str | None:
+def disagreement(original: Any, converted: Path) -> str | None:
     """Why the ONNX file does not stand in for ``original`` (see the module doc), or None."""
+    if not isinstance(original, TabularPredictor):
+        from zeroserve.predictors.torch_convert import torch_disagreement
+
+        return torch_disagreement(original, converted, TOLERANCE)
     onnx = OnnxPredictor()
     onnx.read(converted)
     rows = sample_rows(original).astype(np.float32)

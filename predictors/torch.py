@@ -26,19 +26,22 @@ class TorchPredictor:
     """A torch.export program or a TorchScript module, see the module doc."""
 
     model_file: str = ""
-    preimport_modules = ("torch",)
+    preimport_modules: tuple[str, ...] = ("torch",)
 
     def load(self, model_dir: Path) -> None:
+        self.read(model_file_in(model_dir, self.model_file))
+
+    def read(self, path: Path) -> None:
         import torch
 
-        path = model_file_in(model_dir, self.model_file)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.instance_shape: list[int] | None = None
         self.fixed_batch: int | None = None
+        self.program = None
         if path.suffix == ".pt2":
-            program = torch.export.load(str(path))
-            self._read_signature(program)
-            self.module = program.module().to(self.device)
+            self.program = torch.export.load(str(path))
+            self._read_signature(self.program)
+            self.module = self.program.module().to(self.device)
         else:
             self.module = torch.jit.load(str(path), map_location=self.device).eval()
 
@@ -103,3 +106,35 @@ class TorchPredictor:
             "inputs": [{"name": "input", "datatype": "FP32", "shape": shape}],
             "outputs": [{"name": "output", "datatype": "FP32", "shape": [-1, -1]}],
         }
+
+
+class TorchOnnxPredictor(TorchPredictor):
+    """A torch.export program converted by ``--optimize onnx``, run by onnxruntime with the
+    same requests and answers as ``TorchPredictor`` (the program's shapes kept in the file)."""
+
+    preimport_modules = ("torch", "onnxruntime")
+
+    def read(self, path: Path) -> None:
+        import json
+
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1  # batching, not threads (as OnnxPredictor)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = onnxruntime.InferenceSession(str(path), sess_options=options)
+        self.input_name = self.session.get_inputs()[0].name
+        kept = json.loads(self.session.get_modelmeta().custom_metadata_map.get(SHAPES_KEY, "{}"))
+        self.instance_shape = kept.get("instance_shape")
+        self.fixed_batch = kept.get("fixed_batch")
+        self.device = "cpu"
+        self.module = self._run
+
+    def _run(self, batch: Any) -> Any:
+        import torch
+
+        rows = batch.cpu().numpy()
+        return torch.from_numpy(self.session.run(None, {self.input_name: rows})[0])
+
+
+SHAPES_KEY = "zeroserve.torch_shapes"  # what a conversion keeps of the program's signature

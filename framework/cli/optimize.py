@@ -44,7 +44,8 @@ def optimized(model: SavedModel, cache: Any, leases: contextlib.ExitStack) -> Sa
 
     lease = derived_entry(cache, key, convert, name=f"{model.name} as ONNX")
     leases.callback(lease.release)
-    return with_uri(model, str(lease.path), CONVERTED_FILE, FORMATS["onnx"].name)
+    served = FORMATS["torch-onnx" if model.format == "torch" else "onnx"]
+    return with_uri(model, str(lease.path), CONVERTED_FILE, served.name)
 
 
 def _source_file(model: SavedModel, cache: Any, leases: contextlib.ExitStack) -> Path:

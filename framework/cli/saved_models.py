@@ -80,9 +80,18 @@ def code_for(
 def saved_models(target: str, declared_format: str | None = None) -> list[SavedModel] | None:
     """The saved models ``target`` names, or None where it is Python code (or a code artifact)."""
     if REMOTE.match(target):
-        return _remote_models(target, declared_format)
-    path = Path(target).expanduser()
-    if not path.exists() or path.suffix == ".py" or ":" in target and not path.exists():
+        from zeroserve.coldstart.artifacts import local_folder
+
+        mounted = local_folder(target)  # file://, or pvc:// (a volume mounted here)
+        if mounted is None:
+            return _remote_models(target, declared_format)
+        found = _local_models(mounted, declared_format)
+        return [_mounted(model, target, mounted) for model in found] if found else None
+    return _local_models(Path(target).expanduser(), declared_format)
+
+
+def _local_models(path: Path, declared_format: str | None) -> list[SavedModel] | None:
+    if not path.exists() or path.suffix == ".py":
         return None
     if path.is_dir() and any(path.glob("*.py")):
         return None
@@ -92,6 +101,15 @@ def saved_models(target: str, declared_format: str | None = None) -> list[SavedM
     if not files:
         return None  # find_predictors says what a folder needs
     return _servable([_local_model(file, declared_format) for file in files])
+
+
+def _mounted(model: SavedModel, uri: str, mounted: Path) -> SavedModel:
+    """``model`` found at ``mounted``, named by the URI that mounts it (``pvc://claim/iris``),
+    so a pod reads it from its own mount of the same volume."""
+    base = uri.rstrip("/") if mounted.is_dir() else uri.rsplit("/", 1)[0]
+    relative = Path(model.uri).relative_to(mounted if mounted.is_dir() else mounted.parent)
+    folder = base if str(relative) == "." else f"{base}/{relative.as_posix()}"
+    return replace(model, uri=folder)
 
 
 def _local_model(path: Path, declared_format: str | None) -> SavedModel | UsageError:

@@ -332,3 +332,39 @@ def _env() -> dict[str, str]:
     import os
 
     return dict(os.environ)
+
+
+def test_a_pushed_artifact_deploys_as_an_inference_service(
+    saved: tuple[Path, dict[str, Any]], apiserver: Any, deploy_env: dict[str, str], tmp_path: Path
+) -> None:
+    bucket = deploy_env["ZEROSERVE_REPOSITORY"].split("/")[2]
+    artifact = tmp_path / "artifact"
+    artifact.mkdir()
+    (artifact / "model.txt").write_bytes((saved[0] / "petal-width.txt").read_bytes())
+    push = ("push", str(artifact), f"s3://{bucket}/models", "--name", "petals", "--version", "v1")
+    assert run_zeroserve(*push, env=deploy_env).returncode == 0
+    deployed = run_zeroserve("deploy", f"s3://{bucket}/models/petals@v1", env=deploy_env)
+    assert deployed.returncode == 0, deployed.stderr
+    assert "inferenceservice/petals applied in default" in deployed.stdout
+    got = apiserver.kubectl("get", "isvc", "petals", "-n", "default", "-o", "json")
+    assert got.returncode == 0, got.stderr
+    assert f"s3://{bucket}/models/petals@sha256:" in got.stdout  # weights pinned by digest
+
+
+def test_a_model_on_a_mounted_volume_and_a_ubj_booster_serve(
+    saved: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    import xgboost
+
+    claim = tmp_path / "volumes" / "claim" / "models"
+    claim.mkdir(parents=True)
+    booster = xgboost.Booster()
+    booster.load_model(saved[0] / "boosted.json")
+    booster.save_model(claim / "boosted.ubj")
+    env = {**_env(), "ZEROSERVE_PVC_ROOT": str(tmp_path / "volumes")}
+    server = start_server("pvc://claim/models/boosted.ubj", tmp_path / "pvc.log", env=env)
+    try:
+        answer = predict(server, "boosted", {"instances": ROWS})
+        assert answer.json() == {"predictions": [0, 2, 1]}, (answer.text, server.log_gist())
+    finally:
+        server.stop()

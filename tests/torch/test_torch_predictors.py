@@ -5,6 +5,7 @@ environment, which has torch and transformers."""
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import RunningServer, start_server, wait_ready
+from tests.conftest import RunningServer, run_zeroserve, start_server, wait_ready
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -186,3 +187,29 @@ def test_the_embedder_answers_mean_pooled_vectors(
     answer = predict(servers["embedder"], "embedder", {"instances": texts})
     assert answer.status_code == 200, (answer.text, servers["embedder"].log_gist())
     assert torch.allclose(torch.tensor(answer.json()["predictions"]), expected, atol=1e-5)
+
+
+def test_optimize_onnx_serves_an_exported_program_as_torch_answers(
+    models: dict[str, Any], tmp_path: Path
+) -> None:
+    source = models["folder"] / "networks"
+    env = {**os.environ, "ZEROSERVE_CACHE__ROOT": str(tmp_path / "cache")}
+    with torch.inference_mode():
+        expected = models["net"](torch.tensor(ROWS))
+    for name in ("dynamic", "fixed"):
+        server = start_server(
+            source / f"{name}.pt2", tmp_path / f"{name}.log", "--optimize", "onnx", env=env
+        )
+        try:
+            answer = predict(server, name, {"instances": ROWS})
+            assert answer.status_code == 200, (answer.text, server.log_gist())
+            got = torch.tensor(answer.json()["predictions"])
+            assert torch.allclose(got, expected, atol=1e-4), name
+            wrong = predict(server, name, {"instances": [[1.0, 2.0]]})
+            assert wrong.status_code == 400, wrong.text
+        finally:
+            server.stop()
+        assert "Traceback" not in server.log()
+    refused = run_zeroserve("serve", str(source / "scripted.pt"), "--optimize", "onnx", env=env)
+    assert refused.returncode == 2, refused.stderr
+    assert "a TorchScript module does not say the shape it takes" in refused.stderr
