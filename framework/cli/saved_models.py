@@ -32,6 +32,7 @@ CODE_SPEC_FILE = "zeroserve-spec.json"  # what marks a code artifact (targets/ks
 SOURCE_FILE = "model.py"
 # rows of concurrent requests share one call; as many requests per replica as a batch holds
 DEFAULT_BATCHING = "concurrency=32, batching=Batching(max_batch_size=32, max_latency_ms=2.0)"
+RUNTIME_MODULES = {"sklearn"}  # in the shared runtime image (its default extra)
 MODEL_FORMATS = ("sklearn", "skops", "xgboost", "lightgbm", "onnx", "torch", "transformers")
 format_option = click.option(
     "--format",
@@ -210,7 +211,29 @@ def write_predictors(models: list[SavedModel], folder: Path) -> Path:
         lines.append(f"    model_file = {model.file!r}")
     source = folder / SOURCE_FILE
     source.write_text("\n".join(lines) + "\n")
+    needed = requirements_of(models)
+    if needed:  # a pod installs them once into the cache's environments (as for any code)
+        (folder / "requirements.txt").write_text("\n".join(needed) + "\n")
     return source
+
+
+def requirements_of(models: list[SavedModel]) -> list[str]:
+    """The distributions the models' libraries come from here, beyond the runtime image's own
+    (scikit-learn): what a pod on the shared runtime must install to load them."""
+    from importlib.metadata import packages_distributions
+
+    from zeroserve.predictors.formats import FORMATS
+
+    modules = {FORMATS[model.format].module for model in models}
+    if any(model.format in ("transformers", "torch-onnx") for model in models):
+        modules.add("torch")
+    installed = packages_distributions()
+    found = set()
+    for module in modules - RUNTIME_MODULES:
+        dists = installed.get(module, [])
+        if dists:  # one of them (xgboost and xgboost-cpu both give the module xgboost)
+            found.add(module if module in dists else dists[0])
+    return sorted(found)
 
 
 def with_uri(model: SavedModel, uri: str, file: str, fmt: str) -> SavedModel:

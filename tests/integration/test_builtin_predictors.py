@@ -335,7 +335,11 @@ def _env() -> dict[str, str]:
 
 
 def test_a_pushed_artifact_deploys_as_an_inference_service(
-    saved: tuple[Path, dict[str, Any]], apiserver: Any, deploy_env: dict[str, str], tmp_path: Path
+    saved: tuple[Path, dict[str, Any]],
+    apiserver: Any,
+    deploy_env: dict[str, str],
+    moto_s3: MotoS3,
+    tmp_path: Path,
 ) -> None:
     bucket = deploy_env["ZEROSERVE_REPOSITORY"].split("/")[2]
     artifact = tmp_path / "artifact"
@@ -349,6 +353,13 @@ def test_a_pushed_artifact_deploys_as_an_inference_service(
     got = apiserver.kubectl("get", "isvc", "petals", "-n", "default", "-o", "json")
     assert got.returncode == 0, got.stderr
     assert f"s3://{bucket}/models/petals@sha256:" in got.stdout  # weights pinned by digest
+    # the pod's runtime image has scikit-learn, not LightGBM: the code artifact locks it, and
+    # the pod installs it once into the cache's environments
+    client = moto_s3.client()
+    keys = [item["Key"] for item in client.list_objects_v2(Bucket=bucket)["Contents"]]
+    (lock_key,) = [key for key in keys if key.endswith("requirements.lock")]
+    lock = client.get_object(Bucket=bucket, Key=lock_key)["Body"].read().decode()
+    assert lock.startswith("lightgbm=="), lock
 
 
 def test_a_model_on_a_mounted_volume_and_a_ubj_booster_serve(
