@@ -29,6 +29,7 @@ small share of a request's cost (XGBoost's, here) cannot be doubled by any conve
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -166,47 +167,24 @@ def summary(results: list[LoadResult]) -> dict[str, float]:
 def measure_model(folder: Path, model: str, row: np.ndarray) -> dict[str, object]:
     """The three servers for one model (and the two zeroserve ones on v1 too), in rotating
     rounds; their figures and ratios."""
-    zeroserve = [sys.executable, "-m", "zeroserve", "serve", str(folder / FILES[model])]
     name = FILES[model].split(".")[0]
-    ports = {"zeroserve": free_port(), "onnx": free_port()}
     served = mlserver_folder(folder, model)
-    ports["mlserver"] = json.loads((served / "settings.json").read_text())["http_port"]
-    env = dict(os.environ)
-    paths = {
-        "zeroserve": f"/v2/models/{name}/infer",
-        "onnx": f"/v2/models/{name}/infer",
-        "mlserver": f"/v2/models/{model}/infer",
+    ports = {
+        "zeroserve": free_port(),
+        "onnx": free_port(),
+        "mlserver": json.loads((served / "settings.json").read_text())["http_port"],
     }
-    commands = {
-        "zeroserve": [*zeroserve, "--port", str(ports["zeroserve"])],
-        "onnx": [*zeroserve, "--optimize", "onnx", "--port", str(ports["onnx"])],
-        "mlserver": [str(MLSERVER_ENV / "bin" / "mlserver"), "start", str(served)],
-    }
-    ready = {
-        arm: f"http://127.0.0.1:{ports[arm]}{paths[arm].rsplit('/', 1)[0]}/ready" for arm in ARMS
-    }
-    logs = {arm: folder / f"{model}-{arm}.log" for arm in ARMS}
-    with (
-        running(
-            commands["zeroserve"],
-            f"http://127.0.0.1:{ports['zeroserve']}/v2/health/live",
-            logs["zeroserve"],
-            env=env,
-        ),
-        running(
-            commands["onnx"],
-            f"http://127.0.0.1:{ports['onnx']}/v2/health/live",
-            logs["onnx"],
-            env=env,
-        ),
-        running(
-            commands["mlserver"],
-            ready["mlserver"],
-            logs["mlserver"],
-            timeout=180,
-            env={**os.environ, "MLSERVER_PARALLEL_WORKERS": "0"},
-        ),
-    ):
+    paths = {arm: f"/v2/models/{name}/infer" for arm in ARMS}
+    paths["mlserver"] = f"/v2/models/{model}/infer"
+    with contextlib.ExitStack() as servers:
+        for arm, command in _commands(folder, model, served, ports).items():
+            ready = (
+                f"{paths[arm].rsplit('/', 1)[0]}/ready" if arm == "mlserver" else "/v2/health/live"
+            )
+            env = {**os.environ, "MLSERVER_PARALLEL_WORKERS": "0"} if arm == "mlserver" else None
+            log = folder / f"{model}-{arm}.log"
+            url = f"http://127.0.0.1:{ports[arm]}{ready}"
+            servers.enter_context(running(command, url, log, timeout=180, env=env))
         load = {arm: _loader(ports[arm], paths[arm], v2_body(row)) for arm in ARMS}
         v1_body = json.dumps({"instances": [row.tolist()]}).encode()
         for arm in V1_ARMS:
@@ -214,6 +192,23 @@ def measure_model(folder: Path, model: str, row: np.ndarray) -> dict[str, object
             load[arm] = _loader(ports[server], f"/v1/models/{name}:predict", v1_body)
         rounds = rotating_rounds(load)
         batch = mean_batch(ports["onnx"], name)
+    return _analysis(folder, model, row, rounds, batch)
+
+
+def _commands(
+    folder: Path, model: str, served: Path, ports: dict[str, int]
+) -> dict[str, list[str]]:
+    zeroserve = [sys.executable, "-m", "zeroserve", "serve", str(folder / FILES[model])]
+    return {
+        "zeroserve": [*zeroserve, "--port", str(ports["zeroserve"])],
+        "onnx": [*zeroserve, "--optimize", "onnx", "--port", str(ports["onnx"])],
+        "mlserver": [str(MLSERVER_ENV / "bin" / "mlserver"), "start", str(served)],
+    }
+
+
+def _analysis(
+    folder: Path, model: str, row: np.ndarray, rounds: dict[str, list[LoadResult]], batch: int
+) -> dict[str, object]:
     figures = {arm: summary(rounds[arm]) for arm in (*ARMS, *V1_ARMS)}
     compute = model_only_us(folder, model, row, batch)
     # The most any conversion could win: the ONNX arm spends onnx_share of its time per request
@@ -221,13 +216,12 @@ def measure_model(folder: Path, model: str, row: np.ndarray) -> dict[str, object
     # 1 / (1 - onnx_share) and no more, so that is the ceiling of the ratio to the native arm.
     onnx_share = (compute[f"onnx_{batch}"] / batch) / (1e6 / float(figures["onnx"]["rps"]))
     ratio = median_ratio(rounds, "onnx", "zeroserve")
-    ceiling = ratio / (1 - onnx_share)
     return {
         "figures": figures,
         "onnx_mean_batch": batch,
         "model_only_us": compute,
         "onnx_model_share": round(onnx_share, 4),
-        "onnx_ceiling_ratio": round(ceiling, 3),
+        "onnx_ceiling_ratio": round(ratio / (1 - onnx_share), 3),
         "vs_mlserver": round(median_ratio(rounds, "zeroserve", "mlserver"), 3),
         "onnx_vs_native": round(ratio, 3),
         "onnx_vs_native_v1": round(median_ratio(rounds, "onnx-v1", "zeroserve-v1"), 3),
