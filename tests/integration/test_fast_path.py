@@ -104,6 +104,12 @@ V2_BODIES: list[tuple[str, str, dict[str, Any]]] = [
         {"id": "m", "inputs": [tensor("flowers", [1, 4], "FP64", [5.1, 3.5, 1.4, 0.2])]},
     ),
     ("v2 no id", "async-double", {"inputs": [tensor("x", [1], "INT64", [4])]}),
+    (
+        "v2 unknown parameter",
+        "echo",
+        {"id": "n", "inputs": [tensor("x", [1], "INT32", [1])], "parameters": {"x": 1}},
+    ),
+    ("v2 parameters not an object", "echo", {"id": "o", "inputs": [], "parameters": [1]}),
 ]
 CASES += [
     (name, f"/v2/models/{model}/infer", JSON, orjson.dumps(body)) for name, model, body in V2_BODIES
