@@ -48,7 +48,9 @@ class ServerSettings(BaseModel):
     keep_alive_timeout: float = Field(default=75.0, gt=0)  # idle between requests (nginx's)
     header_timeout: float = Field(default=30.0, gt=0)  # first byte to the end of the headers
     body_timeout: float = Field(default=60.0, gt=0)  # the longest pause while a body arrives
-    access_log: bool = True
+    # one line per request (uvicorn's access line and KServe's latency line): off, as nobody
+    # reads them at thousands a second; the metrics and the console count every request anyway
+    access_log: bool = False
     # JSON v1/v2 predictions for ready models skip FastAPI's routing (serving/fast_path.py);
     # ZEROSERVE_SERVER__FAST_PATH=false sends every request through KServe's app
     fast_path: bool = True

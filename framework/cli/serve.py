@@ -44,7 +44,11 @@ SERVER_FLAGS = ("port", "host", "max_body_size", "max_header_size", "access_log"
 @click.option("--host", default=None, help="Address to bind [default: 127.0.0.1].")
 @click.option("--max-body-size", default=None, help="Largest request body, e.g. 32MiB.")
 @click.option("--max-header-size", default=None, help="Largest request head, e.g. 64KiB.")
-@click.option("--access-log/--no-access-log", default=None, help="Log one line per request.")
+@click.option(
+    "--access-log/--no-access-log",
+    default=None,
+    help="Log one line per request (uvicorn's access line, KServe's latency line) [default: off].",
+)
 @click.option(
     "--direct",
     is_flag=True,

@@ -37,6 +37,7 @@ from zeroserve.local.protocol import Hello, WorkerOptions
 from zeroserve.local.status import pool_status
 from zeroserve.local.upstream import ReplicaState
 from zeroserve.local.wire import ClientConnection, Request, sweep_timeouts
+from zeroserve.serving.sockets import run_event_loop
 from zeroserve.settings import Settings
 from zeroserve.spec.spec import Batching, changed_batching
 from zeroserve.telemetry.metrics import record_startup
@@ -68,12 +69,7 @@ class Activator:
 
     def serve(self, sock: socket.socket) -> None:
         """Run until stopped; raise ServeFailed if the target cannot be served."""
-        try:
-            import uvloop
-
-            uvloop.run(self._main(sock))
-        except ImportError:  # pragma: no cover - uvloop is a dependency; asyncio still works
-            asyncio.run(self._main(sock))
+        run_event_loop(self._main(sock))
 
     async def _main(self, sock: socket.socket) -> None:
         loop = asyncio.get_running_loop()

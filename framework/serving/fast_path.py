@@ -2,9 +2,10 @@
 
 A plain JSON ``POST /v1/models/NAME:predict`` or ``POST /v2/models/NAME/infer`` for a ready model
 is decoded with orjson, run through the model's runner (validation, batching, drift, tracing, as
-always) and encoded with orjson: no routing table, dependency injection, pydantic request model or
-``InferRequest`` in between, which cost more than a small model's prediction. KServe's request
-metrics are recorded as its ``Model.__call__`` records them.
+always) and encoded with orjson: no routing table, dependency injection, pydantic request model,
+``InferRequest`` or ``Model.__call__`` in between, which cost more than a small model's
+prediction. KServe's request metrics (and, with the access log on, its latency line) are
+recorded as its ``Model.__call__`` records them.
 
 Everything else goes to KServe's app unchanged, with the body already read handed on: another
 route or method, a body that is not plain JSON (CloudEvents, v2's binary extension, a BYTES or
@@ -26,7 +27,12 @@ import numpy as np
 import orjson
 
 from zeroserve.errors import ZeroserveError
-from zeroserve.serving.kserve_model import PredictorModel, record_predict, v2_output
+from zeroserve.serving.kserve_model import (
+    PredictorModel,
+    numeric_dtype,
+    record_predict,
+    v2_output,
+)
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -38,19 +44,6 @@ ErrorAnswer = Callable[[Scope, str, ZeroserveError, Receive, Send], Awaitable[No
 V1_PATH = re.compile(r"^/v1/models/([^/:]+):predict$")
 V2_PATH = re.compile(r"^/v2/models/([^/]+)/infer$")
 JSON_TYPES = (b"application/json", b"application/json; charset=utf-8")
-NUMERIC = {
-    "BOOL": np.bool_,
-    "INT8": np.int8,
-    "INT16": np.int16,
-    "INT32": np.int32,
-    "INT64": np.int64,
-    "UINT8": np.uint8,
-    "UINT16": np.uint16,
-    "UINT32": np.uint32,
-    "UINT64": np.uint64,
-    "FP32": np.float32,
-    "FP64": np.float64,
-}
 V2_REQUEST_KEYS = {"id", "inputs", "parameters"}
 V2_TENSOR_KEYS = {"name", "shape", "datatype", "data"}
 ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY  # as ORJSONResponse
@@ -75,11 +68,14 @@ class FastPath:
         if model is None or headers is None:
             await self.app(scope, receive, send)
             return
-        body, more = await _read_body(receive)
-        replay = _replay(body, receive, disconnected=more)
-        if more:  # the client left before sending it all: the app answers as it did
-            await self.app(scope, replay, send)
+        try:
+            body, left = await _read_body(receive)
+        except ZeroserveError as exc:  # a streamed body over the limit (BodySizeLimit's count)
+            await self.error_answer(scope, model.name, exc, receive, send)
             return
+        if left:  # the client left before sending it all: nothing to answer (a half-closed
+            return  # one was answered 400 by the HTTP layer), and no one to log a traceback for
+        replay = _replay(body, receive)
         try:
             payload = await (self._v1 if version == 1 else self._v2)(model, body, headers)
         except NotFast:
@@ -118,8 +114,10 @@ class FastPath:
             model.validate(decoded)  # KServe's own checks, before anything is predicted
         except Exception:
             raise NotFast from None  # its app answers them with its handlers
-        response, _ = await model(decoded, headers)  # KServe's metrics and latency log
-        return orjson.dumps(response, option=ORJSON_OPTIONS)
+        started = time.perf_counter()
+        predictions = await model.runner.predict_v1(decoded, headers)
+        record_predict(model, time.perf_counter() - started, headers)
+        return orjson.dumps({"predictions": predictions}, option=ORJSON_OPTIONS)
 
     async def _v2(self, model: PredictorModel, body: bytes, headers: dict[str, str]) -> bytes:
         request = _decoded(body)
@@ -135,7 +133,7 @@ class FastPath:
         inputs = _v2_inputs(request.get("inputs"))
         started = time.perf_counter()
         result = await model.runner.predict_v2(inputs, parameters, headers)
-        record_predict(model.name, time.perf_counter() - started)
+        record_predict(model, time.perf_counter() - started, headers)
         name, shape, datatype, data = v2_output(model, result)
         answer = {
             "model_name": model.name,
@@ -171,7 +169,7 @@ def _v2_inputs(tensors: object) -> dict[str, Any]:
     for tensor in tensors:
         if not isinstance(tensor, dict) or set(tensor) != V2_TENSOR_KEYS:
             raise NotFast
-        dtype = NUMERIC.get(tensor["datatype"])
+        dtype = numeric_dtype(tensor["datatype"])
         shape, name = tensor["shape"], tensor["name"]
         if dtype is None or not isinstance(name, str) or name in inputs:
             raise NotFast
@@ -219,7 +217,7 @@ async def _read_body(receive: Receive) -> tuple[bytes, bool]:
             return b"".join(chunks), False
 
 
-def _replay(body: bytes, receive: Receive, *, disconnected: bool) -> Receive:
+def _replay(body: bytes, receive: Receive) -> Receive:
     """A receive that gives the app the body already read, then what the client does next."""
     given = False
 
@@ -228,8 +226,6 @@ def _replay(body: bytes, receive: Receive, *, disconnected: bool) -> Receive:
         if given:
             return await receive()
         given = True
-        if disconnected:
-            return {"type": "http.disconnect"}
         return {"type": "http.request", "body": body, "more_body": False}
 
     return replay

@@ -44,6 +44,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # uvicorn logs access lines wherever its logger has handlers (KServe gives it some)
+        self.access_log = self.limits.access_log and self.access_log
         self.phase = Phase.SILENT
         self.since = self.last_read = time.monotonic()
         self.head_bytes = 0
@@ -54,6 +56,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.transport = OneWritePerStep(transport, self.loop)  # type: ignore[assignment]
         _watch(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -126,6 +129,35 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self.cycle is not None:
             self.cycle.disconnected = True
         self.transport.close()
+
+
+class OneWritePerStep:
+    """The connection's transport, with what is written in one step of the event loop sent in
+    one write: uvicorn writes a response's status line and headers, then its body, and each
+    write is a segment of its own (TCP_NODELAY) that wakes the reader (the activator) once
+    more. Held bytes go out at the end of the step, or before a close; nothing waits longer."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self.transport = transport
+        self.loop = loop
+        self.held: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self.held:
+            self.loop.call_soon(self.flush)
+        self.held.append(data)
+
+    def flush(self) -> None:
+        held, self.held = self.held, []
+        if held and not self.transport.is_closing():
+            self.transport.write(held[0] if len(held) == 1 else b"".join(held))
+
+    def close(self) -> None:
+        self.flush()
+        self.transport.close()
+
+    def __getattr__(self, name: str) -> Any:  # everything else is the transport's own
+        return getattr(self.transport, name)
 
 
 def _head_size(connection: GuardedHttpToolsProtocol) -> int:

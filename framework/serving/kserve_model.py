@@ -6,6 +6,7 @@ runner does everything in between. Only this module (and the server) knows KServ
 
 from __future__ import annotations
 
+import functools
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,10 @@ from zeroserve.spec.decorator import Declaration
 
 with kserve_argv():
     import kserve
+    from kserve.logging import trace_logger
     from kserve.metrics import POST_HIST_TIME, PRE_HIST_TIME, PREDICT_HIST_TIME, get_labels
     from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
-    from kserve.utils.numpy_codec import from_np_dtype
+    from kserve.utils.numpy_codec import from_np_dtype, to_np_dtype
 
 
 OUTPUT_NAME = "output-0"
@@ -160,13 +162,38 @@ def v2_output(model: PredictorModel, result: Any) -> tuple[str, list[int], str, 
     return OUTPUT_NAME, list(array.shape), datatype, array.ravel().tolist()
 
 
-def record_predict(model: str, seconds: float) -> None:
-    """KServe's request histograms for one prediction, as ``kserve.Model.__call__`` records
-    them (the fast path's v2 answers do not pass through it)."""
+def numeric_dtype(datatype: object) -> Any:
+    """numpy's dtype for a numeric v2 datatype, from KServe's own table; None for BYTES, FP16
+    (which KServe's JSON decoding treats apart) and names that are not v2 datatypes."""
+    if not isinstance(datatype, str) or datatype in ("BYTES", "FP16"):
+        return None
+    return to_np_dtype(datatype)
+
+
+def record_predict(model: PredictorModel, seconds: float, headers: dict[str, str]) -> None:
+    """KServe's request histograms for one prediction, and its latency line where the model
+    logs one, as ``kserve.Model.__call__`` records them (the fast path does not pass through
+    it)."""
+    pre, predict, post = _histograms(model.name)
+    pre.observe(0.0)
+    predict.observe(seconds)
+    post.observe(0.0)
+    if model.enable_latency_logging:
+        request_id = headers.get("x-request-id", "N.A.")
+        trace_logger.info(
+            f"requestId: {request_id}, preprocess_ms: 0, explain_ms: 0, "
+            f"predict_ms: {1000 * seconds}, postprocess_ms: 0"
+        )
+
+
+@functools.cache
+def _histograms(model: str) -> tuple[Any, Any, Any]:
+    """KServe's three request histograms with ``model``'s labels (the lookup costs more than
+    the observation)."""
     labels = get_labels(model)
-    PRE_HIST_TIME.labels(**labels).observe(0.0)
-    PREDICT_HIST_TIME.labels(**labels).observe(seconds)
-    POST_HIST_TIME.labels(**labels).observe(0.0)
+    histograms = (PRE_HIST_TIME, PREDICT_HIST_TIME, POST_HIST_TIME)
+    pre, predict, post = (histogram.labels(**labels) for histogram in histograms)
+    return pre, predict, post
 
 
 def serving_model(

@@ -19,8 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 import uvicorn
-from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
 from uvicorn.importer import import_from_string
 
 from zeroserve.coldstart import StartupTimeline
@@ -40,6 +40,7 @@ from zeroserve.serving.fast_path import FastPath
 from zeroserve.serving.guarded_http import guarded_protocol
 from zeroserve.serving.kserve_model import PredictorModel
 from zeroserve.serving.middleware import BodySizeLimit, CancelOnDisconnect
+from zeroserve.serving.sockets import run_event_loop
 from zeroserve.settings import ServerSettings
 from zeroserve.spec.spec import changed_batching
 from zeroserve.telemetry.logs import log_event, trace_id_of
@@ -81,6 +82,12 @@ async def not_implemented_response(request: Request, exc: Exception) -> JSONResp
     version): the client can fix that, so 404 with a JSON body, not 501."""
     message = f"{exc}; this server keeps one version of each model: leave the version out"
     return await zeroserve_error_response(request, NotSupported(message))
+
+
+async def client_left_response(request: Request, exc: Exception) -> Response:
+    """A client that left before its body ended: nobody reads an answer (the HTTP layer told a
+    half-closed one why with 400), and it is no server error to log a traceback for."""
+    return Response(status_code=400)
 
 
 async def model_not_ready_response(request: Request, exc: Exception) -> JSONResponse:
@@ -217,7 +224,7 @@ class LocalModelServer(ModelServer):  # type: ignore[misc]
         configure_tracing()
         for model in models:
             self.register_model(model)
-            model.enable_latency_logging = self.enable_latency_logging
+            model.enable_latency_logging = self.settings.access_log  # KServe's per-request line
             model.runner.on_fatal = self._stop_for
         rest = RESTServer(
             FASTAPI_APP_IMPORT_STRING,
@@ -228,7 +235,7 @@ class LocalModelServer(ModelServer):  # type: ignore[misc]
             timeout_keep_alive=self.timeout_keep_alive,
         )
         rest.create_application()
-        self._extend_app(import_from_string(FASTAPI_APP_IMPORT_STRING), models)
+        rest.config.app = self._extend_app(import_from_string(FASTAPI_APP_IMPORT_STRING), models)
         rest.config.host = self.settings.host
         rest.config.access_log = self.settings.access_log
         rest.config.http = guarded_protocol(self.settings)  # head size and time limits
@@ -236,7 +243,7 @@ class LocalModelServer(ModelServer):  # type: ignore[misc]
         # uvicorn re-raises SIGINT/SIGTERM once it has drained; a stop by signal is a clean exit.
         previous = {sig: signal.signal(sig, _note_signal) for sig in STOP_SIGNALS}
         try:
-            asyncio.run(self._run(models, sock))
+            run_event_loop(self._run(models, sock))
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -256,8 +263,9 @@ class LocalModelServer(ModelServer):  # type: ignore[misc]
         if self._http is not None:
             self._http.should_exit = True
 
-    def _extend_app(self, app: Any, models: list[PredictorModel]) -> None:
-        """zeroserve's error answers, routes and middleware on KServe's FastAPI app."""
+    def _extend_app(self, app: Any, models: list[PredictorModel]) -> BodySizeLimit:
+        """zeroserve's error answers and routes on KServe's FastAPI app; the app to serve: it
+        behind zeroserve's middleware."""
         # KServe's model-repository routes load and unload models by name: any client could
         # unload a pod's only model while readiness still said ready. A zeroserve server serves
         # the models it was started with, so they are not offered.
@@ -267,20 +275,24 @@ class LocalModelServer(ModelServer):  # type: ignore[misc]
         app.add_exception_handler(ZeroserveError, zeroserve_error_response)
         app.add_exception_handler(ModelNotReady, model_not_ready_response)
         app.add_exception_handler(NotImplementedError, not_implemented_response)
+        app.add_exception_handler(ClientDisconnect, client_left_response)
         BatchingRoutes(self.registered_models).install(app)
         if any(model.declaration.openai for model in models):
             from zeroserve.llm.openai_routes import install_openai_errors
 
             install_openai_errors(app)
+        # Around the app, not inside its middleware stack: the hot routes skip FastAPI's and
+        # Starlette's layers (the exception handlers above answer the same errors either way).
+        served: Any = app
         if self.settings.fast_path:  # inside the body limit and the disconnect watch
             by_name = {model.name: model for model in models}
-            app.add_middleware(FastPath, models=by_name, error_answer=fast_error_answer)
+            served = FastPath(served, models=by_name, error_answer=fast_error_answer)
         batched = [model.name for model in models if model.batchers is not None]
         if batched:
             paths = {f"/v1/models/{name}:predict" for name in batched}
             paths |= {f"/v2/models/{name}/infer" for name in batched}
-            app.add_middleware(CancelOnDisconnect, paths=frozenset(paths))
-        app.add_middleware(BodySizeLimit, limit=self.settings.max_body_size)
+            served = CancelOnDisconnect(served, paths=frozenset(paths))
+        return BodySizeLimit(served, limit=self.settings.max_body_size)
 
     async def _run(self, models: list[PredictorModel], sock: socket.socket) -> None:
         assert self._http is not None

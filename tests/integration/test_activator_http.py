@@ -302,3 +302,4 @@ def test_a_request_cut_short_by_a_half_close_is_answered_400(
     assert answer.status == 400
     assert answer.json()["type"] == "RequestCutShort"
     assert f"while the server was {phase}" in answer.json()["error"]
+    assert "ClientDisconnect" not in served.log()  # the model's route was never asked

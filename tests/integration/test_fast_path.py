@@ -191,3 +191,63 @@ def predict_count(server: RunningServer, model: str) -> float:
         if line.startswith("request_predict_seconds_count") and f'model_name="{model}"' in line:
             return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+def test_per_request_log_lines_only_with_access_log(
+    servers: dict[str, RunningServer], folder: Path, tmp_path: Path
+) -> None:
+    """Off by default: no line per request. With --access-log: uvicorn's access line and
+    KServe's latency line for each answer, fast path or not."""
+    quiet = servers["fast"]
+    logged = start_server(folder, tmp_path / "logged.log", "--direct", "--access-log")
+    try:
+        for model in MODELS:
+            wait_ready(logged, model)
+        for server in (quiet, logged):
+            for path, body in (
+                ("/v1/models/iris:predict", {"instances": [[5.1, 3.5, 1.4, 0.2]]}),
+                ("/v1/models/echo:predict", {"instances": [1]}),
+            ):
+                response = httpx.post(f"{server.url}{path}", json=body, timeout=30)
+                assert response.status_code == 200, response.text
+        lines = logged.log().splitlines()
+        access = [line for line in lines if "uvicorn.access" in line and ":predict" in line]
+        latency = [line for line in lines if "kserve.trace" in line and "predict_ms" in line]
+        assert len(access) == 2, logged.log()[-2000:]
+        assert len(latency) == 2, logged.log()[-2000:]
+        assert "uvicorn.access" not in quiet.log()
+        assert "predict_ms" not in quiet.log()
+    finally:
+        logged.stop()
+
+
+def test_kserves_rest_client_gets_the_same_answers_on_both_paths(
+    servers: dict[str, RunningServer],
+) -> None:
+    import asyncio
+
+    import numpy as np
+    from kserve import InferenceRESTClient, InferInput, InferRequest
+    from kserve.inference_client import RESTConfig
+
+    flowers = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
+
+    async def ask(url: str) -> tuple[Any, Any]:
+        v1 = InferenceRESTClient(RESTConfig(protocol="v1", timeout=30))
+        v2 = InferenceRESTClient(RESTConfig(protocol="v2", timeout=30))
+        tensor = InferInput("flowers", [2, 4], "FP64")
+        tensor.set_data_from_numpy(np.asarray(flowers, dtype=np.float64))
+        try:
+            by_v1 = await v1.infer(url, {"instances": flowers}, model_name="iris")
+            request = InferRequest(model_name="iris", infer_inputs=[tensor], request_id="r1")
+            by_v2 = await v2.infer(url, request, model_name="iris")
+        finally:
+            await v1.close()
+            await v2.close()
+        output = by_v2.outputs[0]
+        return by_v1, (by_v2.model_name, by_v2.id, output.name, output.datatype, output.data)
+
+    fast = asyncio.run(ask(servers["fast"].url))
+    app = asyncio.run(ask(servers["app"].url))
+    assert fast == app
+    assert fast[0] == {"predictions": [0, 2]}

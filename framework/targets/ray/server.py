@@ -17,6 +17,7 @@ from starlette.responses import Response
 from zeroserve import console
 from zeroserve.serving.kserve_model import PredictorModel
 from zeroserve.serving.loader import FoundPredictor
+from zeroserve.serving.middleware import BodySizeLimit
 from zeroserve.serving.server import LocalModelServer
 from zeroserve.settings import Settings
 from zeroserve.targets.ray.engine import RayEngine
@@ -48,13 +49,14 @@ class RayFrontServer(LocalModelServer):
                 models.append(PredictorModel(runner))
         return models
 
-    def _extend_app(self, app: Any, models: list[PredictorModel]) -> None:
-        super()._extend_app(app, models)
+    def _extend_app(self, app: Any, models: list[PredictorModel]) -> BodySizeLimit:
+        served = super()._extend_app(app, models)
         app.add_api_route("/zeroserve/status", self.status, methods=["GET"])
         app.add_api_route(console.OVERVIEW_PATH, self.overview, methods=["GET"])
         for path in console.ASSETS:
             app.add_api_route(path, console_asset, methods=["GET"], include_in_schema=False)
         REGISTRY.register(ReplicaGauges(self.trackers))
+        return served
 
     async def overview(self) -> dict[str, Any]:
         """Traffic, batch sizes and drift per model, from this front's metrics."""

@@ -1,0 +1,87 @@
+"""A response's head and body leave in one write (OneWritePerStep), and nothing is held past
+the step that wrote it, a close, or a transport that is closing."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from zeroserve.serving.guarded_http import OneWritePerStep
+
+pytestmark = pytest.mark.timeout(10)
+
+
+class RecordingTransport:
+    """A transport double that keeps what is written to it, in order."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closing = False
+        self.extra = {"peername": ("127.0.0.1", 1)}
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def close(self) -> None:
+        self.writes.append(b"<close>")
+        self.closing = True
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def get_extra_info(self, name: str) -> Any:
+        return self.extra.get(name)
+
+
+async def a_step() -> None:
+    await asyncio.sleep(0)
+
+
+def wrapped() -> tuple[OneWritePerStep, RecordingTransport]:
+    transport = RecordingTransport()
+    return OneWritePerStep(transport, asyncio.get_running_loop()), transport  # type: ignore[arg-type]
+
+
+def test_writes_in_one_step_leave_as_one_at_its_end() -> None:
+    asyncio.run(writes_in_one_step_leave_as_one_at_its_end())
+
+
+async def writes_in_one_step_leave_as_one_at_its_end() -> None:
+    coalesced, transport = wrapped()
+    coalesced.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
+    coalesced.write(b"{}")
+    assert transport.writes == []
+    await a_step()
+    assert transport.writes == [b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"]
+    coalesced.write(b"next")  # a later step's write is its own
+    await a_step()
+    assert transport.writes[1:] == [b"next"]
+
+
+def test_a_close_sends_what_is_held_first() -> None:
+    asyncio.run(a_close_sends_what_is_held_first())
+
+
+async def a_close_sends_what_is_held_first() -> None:
+    coalesced, transport = wrapped()
+    coalesced.write(b"head")
+    coalesced.write(b"body")
+    coalesced.close()
+    await a_step()  # the scheduled flush finds nothing more to send
+    assert transport.writes == [b"headbody", b"<close>"]
+
+
+def test_nothing_is_written_to_a_transport_that_is_closing() -> None:
+    asyncio.run(nothing_is_written_to_a_transport_that_is_closing())
+
+
+async def nothing_is_written_to_a_transport_that_is_closing() -> None:
+    coalesced, transport = wrapped()
+    coalesced.write(b"answer")
+    transport.closing = True  # the client went away within the step
+    await a_step()
+    assert transport.writes == []
+    assert coalesced.is_closing() is True
+    assert coalesced.get_extra_info("peername") == ("127.0.0.1", 1)
