@@ -10,7 +10,15 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-BENCHMARKS = ("overhead", "batching", "coldstart", "scale_from_zero", "proxy_choice", "builtins")
+BENCHMARKS = (
+    "overhead",
+    "batching",
+    "coldstart",
+    "scale_from_zero",
+    "proxy_choice",
+    "builtins",
+    "peers",
+)
 NEEDS_VLLM = ("llm",)  # run where vLLM is installed: tox -e llm, or python -m bench llm there
 NEEDS_RAY = ("ray",)  # run where Ray is installed: the tox env ray, or python -m bench ray there
 

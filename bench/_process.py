@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -21,14 +23,17 @@ def free_port() -> int:
 @contextlib.contextmanager
 def running(
     command: list[str],
-    ready_url: str,
+    ready_url: str | Callable[[], bool],
     log: Path,
     timeout: float = 120.0,
     env: dict[str, str] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``command`` until the block ends; enter the block once ``ready_url`` answers 200."""
+    """Run ``command`` until the block ends; enter the block once ``ready_url`` answers 200
+    (or, given a function, once it returns True)."""
     with log.open("wb") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(
+            command, stdout=sink, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
     try:
         wait_ready(process, ready_url, log, timeout)
         yield process
@@ -39,16 +44,20 @@ def running(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        with contextlib.suppress(ProcessLookupError):  # what it started and left behind
+            os.killpg(process.pid, signal.SIGKILL)
 
 
-def wait_ready(process: subprocess.Popen[bytes], url: str, log: Path, timeout: float) -> float:
-    """Poll ``url`` until it answers 200; return the seconds waited."""
+def wait_ready(
+    process: subprocess.Popen[bytes], url: str | Callable[[], bool], log: Path, timeout: float
+) -> float:
+    """Poll ``url`` until it answers 200 (or the function until True); return the seconds."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         if process.poll() is not None:
             raise RuntimeError(f"{process.args} exited:\n{log.read_text()[-3000:]}")
         with contextlib.suppress(httpx.TransportError):
-            if httpx.get(url, timeout=2).status_code == 200:
+            if url() if callable(url) else httpx.get(url, timeout=2).status_code == 200:
                 return time.monotonic() - started
         time.sleep(0.02)
     raise RuntimeError(f"{url} not ready after {timeout}s:\n{log.read_text()[-3000:]}")
