@@ -31,31 +31,25 @@ class Format:
     module: str  # the library it imports
     package: str  # what `pip install` needs
     suffixes: tuple[str, ...]
-    batched: bool  # one call for many rows pays (trees, ONNX, torch); on by default
 
 
 FORMATS = {
     item.name: item
     for item in (
-        Format(
-            "sklearn", "sklearn:SklearnPredictor", "sklearn", "scikit-learn", PICKLE_SUFFIXES, True
-        ),
-        Format("skops", "sklearn:SklearnPredictor", "skops", "skops", (".skops",), True),
-        Format(
-            "xgboost", "xgboost:XGBoostPredictor", "xgboost", "xgboost", (".json", ".ubj"), True
-        ),
-        Format("lightgbm", "lightgbm:LightGBMPredictor", "lightgbm", "lightgbm", (".txt",), True),
-        Format("onnx", "onnx:OnnxPredictor", "onnxruntime", "onnxruntime", (".onnx",), True),
-        Format("torch", "torch:TorchPredictor", "torch", "torch", (".pt2", ".pt", ".pth"), True),
+        Format("sklearn", "sklearn:SklearnPredictor", "sklearn", "scikit-learn", PICKLE_SUFFIXES),
+        Format("skops", "sklearn:SklearnPredictor", "skops", "skops", (".skops",)),
+        Format("xgboost", "xgboost:XGBoostPredictor", "xgboost", "xgboost", (".json", ".ubj")),
+        Format("lightgbm", "lightgbm:LightGBMPredictor", "lightgbm", "lightgbm", (".txt",)),
+        Format("onnx", "onnx:OnnxPredictor", "onnxruntime", "onnxruntime", (".onnx",)),
+        Format("torch", "torch:TorchPredictor", "torch", "torch", (".pt2", ".pt", ".pth")),
         # a torch.export program after --optimize onnx (not a format a file is saved in)
-        Format("torch-onnx", "torch:TorchOnnxPredictor", "onnxruntime", "onnxruntime", (), True),
+        Format("torch-onnx", "torch:TorchOnnxPredictor", "onnxruntime", "onnxruntime", ()),
         Format(
             "transformers",
             "transformers:TransformersPredictor",
             "transformers",
             "transformers torch",
             (),
-            True,
         ),
     )
 }

@@ -203,10 +203,10 @@ def write_predictors(models: list[SavedModel], folder: Path) -> Path:
     lines += [f"from zeroserve.predictors.{base.replace(':', ' import ')}" for base in bases]
     for index, model in enumerate(models):
         fmt = FORMATS[model.format]
-        batching = f", {DEFAULT_BATCHING}" if fmt.batched else ""
         base = fmt.predictor.split(":")[1]
-        lines += ["", ""]
-        lines.append(f"@predictor(name={model.name!r}, model_uri={model.uri!r}{batching})")
+        lines += ["", ""]  # every format predicts a batch in one call: batching is on
+        declared = f"name={model.name!r}, model_uri={model.uri!r}, {DEFAULT_BATCHING}"
+        lines.append(f"@predictor({declared})")
         lines.append(f"class SavedModel{index}({base}):")
         lines.append(f"    model_file = {model.file!r}")
     source = folder / SOURCE_FILE
