@@ -237,7 +237,6 @@ class LocalModelServer(ModelServer):  # type: ignore[misc]
         rest.create_application()
         rest.config.app = self._extend_app(import_from_string(FASTAPI_APP_IMPORT_STRING), models)
         rest.config.host = self.settings.host
-        rest.config.access_log = self.settings.access_log
         rest.config.http = guarded_protocol(self.settings)  # head size and time limits
         self._http = uvicorn.Server(rest.config)
         # uvicorn re-raises SIGINT/SIGTERM once it has drained; a stop by signal is a clean exit.
