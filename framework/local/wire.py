@@ -43,12 +43,15 @@ from zeroserve.errors import (
     ZeroserveError,
     http_status_for,
 )
-from zeroserve.serving.http_answers import error_response, http_response
+from zeroserve.serving.http_answers import (
+    CLIENT_PROBES_S,
+    CONTINUE,
+    error_response,
+    http_response,
+)
 from zeroserve.settings import ServerSettings
 
 SKIPPED_REQUEST_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"expect"})
-CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-CLIENT_PROBES_S = (0.0, 0.05, 0.5)  # interim answers that find a client which closed outright
 SWEEP_EVERY_S = 1.0
 
 

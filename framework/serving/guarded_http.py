@@ -20,7 +20,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from zeroserve.errors import HeadersTooLarge, RequestCutShort, RequestError, RequestTimeout
-from zeroserve.serving.http_answers import error_response
+from zeroserve.serving.http_answers import CLIENT_PROBES_S, CONTINUE, error_response
 from zeroserve.settings import ServerSettings
 
 SWEEP_EVERY_S = 1.0
@@ -75,13 +75,36 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self.phase is Phase.HEAD and self.head_bytes > self.limits.max_header_size:
             self.refuse(HeadersTooLarge(limit_bytes=self.limits.max_header_size))
 
-    def eof_received(self) -> None:
+    def eof_received(self) -> bool:
         """The client closed its sending side. A request cut short in its head or body can never
         complete: it is answered 400 now (a half-closed client still reads) rather than
-        dropped; a complete request is answered as before, then the connection closes."""
+        dropped. A whole request is answered, then the connection closes (uvicorn closed it at
+        once, dropping the answer); meanwhile interim answers find a client that closed
+        outright, whose request then ends as a disconnect, as before."""
         if self.phase in (Phase.HEAD, Phase.BODY):
             self.refuse(RequestCutShort(reading=self.phase.value))
         super().eof_received()
+        cycle = self.cycle
+        if self.refused or cycle is None or cycle.response_complete:
+            return False  # nothing left to answer: the transport closes itself
+        cycle.keep_alive = False  # the last request's answer closes the connection
+        self._probe_client(0)
+        return True
+
+    def _probe_client(self, step: int) -> None:
+        """``100 Continue`` while the answer has not begun (never amid pipelined answers)."""
+        cycle = self.cycle
+        if (
+            cycle is None
+            or cycle.response_started
+            or self.pipeline
+            or self.transport.is_closing()
+            or cycle.scope["http_version"] == "1.0"
+        ):
+            return
+        self.transport.write(CONTINUE)
+        if step + 1 < len(CLIENT_PROBES_S):
+            self.loop.call_later(CLIENT_PROBES_S[step + 1], self._probe_client, step + 1)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -155,6 +178,9 @@ class OneWritePerStep:
     def close(self) -> None:
         self.flush()
         self.transport.close()
+
+    def get_write_buffer_size(self) -> int:
+        return self.transport.get_write_buffer_size() + sum(map(len, self.held))
 
     def __getattr__(self, name: str) -> Any:  # everything else is the transport's own
         return getattr(self.transport, name)

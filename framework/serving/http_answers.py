@@ -10,6 +10,11 @@ import orjson
 
 from zeroserve.errors import RequestError, http_status_for
 
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# After a client's EOF, interim answers at these delays find one that closed outright rather
+# than half-closed: a closed socket refuses the second write (HTTP/1.1 clients skip any number).
+CLIENT_PROBES_S = (0.0, 0.05, 0.5)
+
 
 def json_response(
     status: int,

@@ -278,6 +278,47 @@ def test_direct_serving_has_the_same_limits(impatient_direct: RunningServer) -> 
         assert closed_by_peer(sock, timeout=30)  # idle keep-alive closed
 
 
+def test_direct_serving_answers_odd_http_once_and_in_order(impatient_direct: RunningServer) -> None:
+    """What a pod's server gets from odd clients: pipelined requests split anywhere, a
+    half-close after a whole request, HTTP/1.0, Expect: 100-continue, a chunked body; every
+    answer reaches its client once, in order."""
+    url = impatient_direct.url
+    with connect(url) as sock:  # pipelined, in one write and in pieces
+        stream = b"".join(predict_bytes("echo", [n]) for n in range(20))
+        sock.sendall(stream[:1000])
+        sock.sendall(stream[1000:])
+        assert [a.json() for a in read_answers(sock, 20).answers] == [
+            {"predictions": [n]} for n in range(20)
+        ]
+    with connect(url) as sock:  # half-closed after a whole request
+        sock.sendall(predict_bytes("echo", ["half"]))
+        sock.shutdown(socket.SHUT_WR)
+        assert read_answers(sock, 1).answers[0].json() == {"predictions": ["half"]}
+        assert closed_by_peer(sock)
+    with connect(url) as sock:  # HTTP/1.0: answered, then closed
+        body = b'{"instances": ["old"]}'
+        sock.sendall(
+            b"POST /v1/models/echo:predict HTTP/1.0\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        answer = read_answers(sock, 1).answers[0]
+        assert answer.json() == {"predictions": ["old"]}
+        assert answer.headers["connection"] == "close"
+        assert closed_by_peer(sock)
+    with connect(url) as sock:  # Expect: 100-continue, then a chunked body
+        sock.sendall(predict_bytes("echo", ["asked"], {"expect": "100-continue"}))
+        body = b'{"instances": ["chunked"]}'
+        sock.sendall(
+            b"POST /v1/models/echo:predict HTTP/1.1\r\ncontent-type: application/json\r\n"
+            b"transfer-encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+        )
+        reader = read_answers(sock, 2)
+        assert [a.json() for a in reader.answers] == [
+            {"predictions": ["asked"]},
+            {"predictions": ["chunked"]},
+        ]
+
+
 @pytest.mark.parametrize(
     ("sent", "phase"),
     [

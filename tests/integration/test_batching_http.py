@@ -15,7 +15,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sklearn.datasets import load_iris
 
-from tests.conftest import RunningServer
+from tests.conftest import FIXTURES, RunningServer, start_server, wait_ready
+from tests.raw_http import closed_by_peer, read_answers
 
 pytestmark = pytest.mark.integration
 
@@ -133,20 +134,36 @@ def wait_queued(server: RunningServer, model: str, expected: int) -> None:
         time.sleep(0.01)
 
 
-def test_disconnected_client_leaves_the_queue_before_dispatch(
-    batching_server: RunningServer,
+@pytest.mark.parametrize("how", ["closed", "half-closed"])
+@pytest.mark.parametrize("which", ["batching_server", "batching_direct"])
+def test_a_client_that_closed_leaves_the_queue_and_a_half_closed_one_is_answered(
+    request: pytest.FixtureRequest, which: str, how: str, tmp_path: Path
 ) -> None:
-    port = int(batching_server.url.rsplit(":", 1)[1])
-    body = json.dumps({"instances": ["gone", "gone"]}).encode()
-    request = (
+    """Through the activator and straight to one process (what a pod runs): a client that
+    hung up has its instances taken out of the queue before dispatch; one that only closed
+    its sending side still gets its answer, then the connection closes."""
+    server: RunningServer = request.getfixturevalue(which)
+    wait_ready(server, "held")
+    port = int(server.url.rsplit(":", 1)[1])
+    body = json.dumps({"instances": [how, how]}).encode()
+    sent = (
         f"POST /v1/models/held:predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode() + body
     with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
-        client.sendall(request)
-        wait_queued(batching_server, "held", 2)
-    wait_queued(batching_server, "held", 0)  # the hang-up removed its instances
-    answer = v1(batching_server, "held", {"instances": ["a", "b", "c", "d"]}).json()
+        client.sendall(sent)
+        if how == "half-closed":
+            client.shutdown(socket.SHUT_WR)
+        wait_queued(server, "held", 2)
+        if how == "half-closed":  # the next request releases the queue ("held" waits for 4)
+            answer = v1(server, "held", {"instances": ["c", "d"]}).json()
+            assert answer == {"predictions": ["c:4", "d:4"]}
+            reader = read_answers(client, 1)
+            assert [a.json() for a in reader.answers] == [{"predictions": [f"{how}:4"] * 2}]
+            assert closed_by_peer(client)
+            return
+    wait_queued(server, "held", 0)  # the hang-up removed its instances
+    answer = v1(server, "held", {"instances": ["a", "b", "c", "d"]}).json()
     assert answer == {"predictions": ["a:4", "b:4", "c:4", "d:4"]}
 
 
@@ -205,8 +222,6 @@ def test_v2_tensors_are_batched_along_the_first_dimension(batching_server: Runni
 @pytest.fixture(scope="module")
 def batching_direct(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The batching fixtures in one process, as a pod serves them."""
-    from tests.conftest import FIXTURES, start_server, wait_ready
-
     log = tmp_path_factory.mktemp("log") / "direct.log"
     server = start_server(FIXTURES / "batching", log, "--direct")
     wait_ready(server, "recorder")

@@ -4,6 +4,8 @@ the step that wrote it, a close, or a transport that is closing."""
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -34,9 +36,22 @@ class RecordingTransport:
     def get_extra_info(self, name: str) -> Any:
         return self.extra.get(name)
 
+    def get_write_buffer_size(self) -> int:
+        return 0  # every write is taken at once
+
 
 async def a_step() -> None:
     await asyncio.sleep(0)
+
+
+def in_a_loop(test: Callable[[], Awaitable[None]]) -> Callable[[], None]:
+    """A test run in an event loop of its own."""
+
+    @functools.wraps(test)
+    def run() -> None:
+        asyncio.run(test())  # type: ignore[arg-type]
+
+    return run
 
 
 def wrapped() -> tuple[OneWritePerStep, RecordingTransport]:
@@ -44,11 +59,8 @@ def wrapped() -> tuple[OneWritePerStep, RecordingTransport]:
     return OneWritePerStep(transport, asyncio.get_running_loop()), transport  # type: ignore[arg-type]
 
 
-def test_writes_in_one_step_leave_as_one_at_its_end() -> None:
-    asyncio.run(writes_in_one_step_leave_as_one_at_its_end())
-
-
-async def writes_in_one_step_leave_as_one_at_its_end() -> None:
+@in_a_loop
+async def test_writes_in_one_step_leave_as_one_at_its_end() -> None:
     coalesced, transport = wrapped()
     coalesced.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n")
     coalesced.write(b"{}")
@@ -60,11 +72,8 @@ async def writes_in_one_step_leave_as_one_at_its_end() -> None:
     assert transport.writes[1:] == [b"next"]
 
 
-def test_a_close_sends_what_is_held_first() -> None:
-    asyncio.run(a_close_sends_what_is_held_first())
-
-
-async def a_close_sends_what_is_held_first() -> None:
+@in_a_loop
+async def test_a_close_sends_what_is_held_first() -> None:
     coalesced, transport = wrapped()
     coalesced.write(b"head")
     coalesced.write(b"body")
@@ -73,11 +82,8 @@ async def a_close_sends_what_is_held_first() -> None:
     assert transport.writes == [b"headbody", b"<close>"]
 
 
-def test_nothing_is_written_to_a_transport_that_is_closing() -> None:
-    asyncio.run(nothing_is_written_to_a_transport_that_is_closing())
-
-
-async def nothing_is_written_to_a_transport_that_is_closing() -> None:
+@in_a_loop
+async def test_nothing_is_written_to_a_transport_that_is_closing() -> None:
     coalesced, transport = wrapped()
     coalesced.write(b"answer")
     transport.closing = True  # the client went away within the step
@@ -85,3 +91,13 @@ async def nothing_is_written_to_a_transport_that_is_closing() -> None:
     assert transport.writes == []
     assert coalesced.is_closing() is True
     assert coalesced.get_extra_info("peername") == ("127.0.0.1", 1)
+
+
+@in_a_loop
+async def test_held_bytes_count_as_buffered_until_they_leave() -> None:
+    coalesced, _ = wrapped()
+    coalesced.write(b"held")
+    coalesced.write(b"more")
+    assert coalesced.get_write_buffer_size() == 8  # uvicorn's flow control asks the transport
+    await a_step()
+    assert coalesced.get_write_buffer_size() == 0
