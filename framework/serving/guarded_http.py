@@ -75,7 +75,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self.phase is Phase.HEAD and self.head_bytes > self.limits.max_header_size:
             self.refuse(HeadersTooLarge(limit_bytes=self.limits.max_header_size))
 
-    def eof_received(self) -> bool:
+    def eof_received(self) -> bool:  # type: ignore[override]  # asyncio.Protocol: bool | None
         """The client closed its sending side. A request cut short in its head or body can never
         complete: it is answered 400 now (a half-closed client still reads) rather than
         dropped. A whole request is answered, then the connection closes (uvicorn closed it at
