@@ -14,7 +14,8 @@ The peers run from environments of their own (``hack/peer-envs.sh`` builds them 
 Ray Serve from the ray tox env, ``tox -e ray --notest``), so their pins never meet KServe's; a
 missing one is named in the line, which then cannot say ``met``. In each round every server is
 loaded once, the order rotating: wrk at 32 connections (req/s, p50, p99), then at 1 connection
-(p50); the activator and ``--direct`` run as two copies each, their figures the copies' mean.
+(p50); the activator, ``--direct``, kserve and MLServer run as two copies each, their figures
+the copies' mean.
 Figures are medians over rounds; a ratio is the median of the rounds' own ratios, each
 against the best peer of that round (this machine's speed drifts by 2x within minutes).
 ``zeroserve-v2`` asks the activator on v2, as MLServer is asked; ``zeroserve-logged`` is the
@@ -56,7 +57,7 @@ V2 = json.dumps(
     {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": FLOWER}]}
 ).encode()
 PEERS = ("kserve", "mlserver", "litserve", "bentoml", "rayserve")
-TWICE = ("zeroserve", "direct")  # the goals' arms: two copies each (see start)
+TWICE = ("zeroserve", "direct", "kserve", "mlserver")  # the goals' arms: two copies each
 ENVS = ROOT / ".bench-envs"
 PEER_PYTHON = {
     "mlserver": ENVS / "mlserver" / "bin" / "python",
@@ -90,7 +91,7 @@ def routes() -> dict[str, tuple[str, bytes]]:
 
 def mlserver_settings(folder: Path, port: int) -> Path:
     """MLServer's settings and the model's, tuned as its docs advise for speed."""
-    served = folder / "mlserver"
+    served = folder / f"mlserver-{port}"
     (served / "iris").mkdir(parents=True)
     shutil.copy(folder / "model.joblib", served / "iris" / "model.joblib")
     settings = {"parallel_workers": 0, "debug": False, "http_port": port}
@@ -154,13 +155,16 @@ def missing_peers() -> dict[str, str]:
 
 
 def start(stack: contextlib.ExitStack, folder: Path, arms: list[str]) -> dict[str, list[int]]:
-    """Every arm's server, and a second copy of each zeroserve one started last, in mirrored
+    """Every arm's server, and a second copy of each arm in a goal (zeroserve's, and the two
+    peers that are the fastest or quickest here: kserve and MLServer) started last, in mirrored
     order: where a process lands on the two cores moves its single-connection latency by more
-    than 10% from one start to the next, so each zeroserve figure is the mean of two."""
+    than 10% from one start to the next, on both sides of a ratio, so each of those figures is
+    the mean of two."""
     ports: dict[str, list[int]] = {}
     env = {**os.environ, "PYTHONPATH": str(ROOT), "IRIS_MODEL_DIR": str(folder)}
     env |= {"RAY_USAGE_STATS_ENABLED": "0", "BENTOML_DO_NOT_TRACK": "true"}
-    for copy, arm in [(0, arm) for arm in arms] + [(1, arm) for arm in reversed(TWICE)]:
+    twice = [(1, arm) for arm in reversed(TWICE) if arm in arms]
+    for copy, arm in [(0, arm) for arm in arms] + twice:
         port = free_port()
         ports.setdefault(arm, []).append(port)
         path, body = routes()[arm]
