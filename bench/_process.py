@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 
+from zeroserve.delivery.probe import stop_process
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -38,12 +40,7 @@ def running(
         wait_ready(process, ready_url, log, timeout)
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         with contextlib.suppress(ProcessLookupError):  # what it started and left behind
             os.killpg(process.pid, signal.SIGKILL)
 

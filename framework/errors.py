@@ -80,6 +80,10 @@ class UsageError(ZeroserveError):
     """A mistake in how zeroserve was called (bad path, no predictor found, port in use)."""
 
 
+class ValidationFailed(ZeroserveError):
+    """``zeroserve validate``: the candidate failed a check (the report says which and why)."""
+
+
 class ServeFailed(UsageError):
     """The model host could not import or fetch the target; ``exit_code`` is what its cause
     exits with (2 for a usage error, 3-6 for a cold-start error as ``preload`` documents)."""
@@ -408,6 +412,7 @@ EXIT_CODE: dict[type[ZeroserveError], int] = {
     ZeroserveError: 1,
     SpecError: 2,
     UsageError: 2,
+    ValidationFailed: 8,
 }
 
 

@@ -49,6 +49,13 @@ def _cluster(kubeconfig: str | None) -> Any:
 @click.option(
     "--force", is_flag=True, help="Overwrite changes made since this deploy read the models."
 )
+@click.option(
+    "--require-validation",
+    "validation_report",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Refuse unless this zeroserve validate report passed, for these very files.",
+)
 @click.pass_obj
 def deploy_command(
     settings: Settings, /, target: str, model_format: str | None, **options: Any
@@ -64,6 +71,11 @@ def deploy_command(
 
     if options["canary"] is not None:
         checked_percent(options["canary"])
+    report = options.pop("validation_report")
+    if report is not None:
+        from zeroserve.delivery.validate import check_report
+
+        check_report(report, target)  # before the cluster is asked anything
     with code_for(target, model_format, None, None) as code:
         _deploy_found(settings, find_predictors(code), **options)
 

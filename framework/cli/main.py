@@ -19,6 +19,7 @@ from zeroserve.cli.deploy import (
     status_command,
 )
 from zeroserve.cli.serve import predict, serve
+from zeroserve.cli.validate import validate_command
 from zeroserve.coldstart import ColdStartError
 from zeroserve.errors import ZeroserveError, exit_code_for
 from zeroserve.settings import Settings
@@ -59,6 +60,7 @@ cli.add_command(cache_group)
 cli.add_command(render_command)
 cli.add_command(package_command)
 cli.add_command(build_command)
+cli.add_command(validate_command)
 for command in (
     deploy_command,
     status_command,

@@ -45,7 +45,7 @@ from zeroserve.telemetry.tracing import configure_tracing
 
 logger = logging.getLogger("zeroserve")
 MODEL_ROUTE = re.compile(r"^/v[12]/models/([^/:]+)(.*)$")
-ADMIN_ROUTE = re.compile(r"^/zeroserve/models/([^/]+)/(batching|drift)$")
+ADMIN_ROUTE = re.compile(r"^/zeroserve/models/([^/]+)/(batching|drift|schema)$")
 LOCAL_ROUTES = frozenset(
     ("/", "/v2/health/live", "/v2/health/ready", "/v1/health/ready", "/v2", "/v1/models")
     + (MODEL_LIST, "/zeroserve/status", "/metrics", console.OVERVIEW_PATH)
@@ -160,7 +160,7 @@ class Activator:
         match = ADMIN_ROUTE.match(path)
         if match is not None and match.group(2) == "batching":
             self._batching(match.group(1), request, client)
-        elif match is not None:  # drift: one replica's window
+        elif match is not None:  # drift (one replica's window), schema
             self._forward(match.group(1), request, client)
         elif OpenAIRouting.routed(path):
             self._openai(request, client)

@@ -123,7 +123,8 @@ def _note_signal(signum: int, frame: object) -> None:
 
 
 class BatchingRoutes:
-    """``GET|PUT /zeroserve/models/NAME/batching``: read or change batching while serving."""
+    """``GET|PUT /zeroserve/models/NAME/batching``: read or change batching while serving;
+    ``GET /zeroserve/models/NAME/drift`` and ``/schema`` (what ``predict`` accepts, returns)."""
 
     PATH = "/zeroserve/models/{name}/batching"
 
@@ -134,6 +135,14 @@ class BatchingRoutes:
         app.add_api_route(self.PATH, self.read, methods=["GET"])
         app.add_api_route(self.PATH, self.change, methods=["PUT"])
         app.add_api_route("/zeroserve/models/{name}/drift", self.drift, methods=["GET"])
+        app.add_api_route("/zeroserve/models/{name}/schema", self.schema, methods=["GET"])
+
+    async def schema(self, name: str) -> dict[str, Any]:
+        """The JSON schemas of model NAME's request and result (``zeroserve validate``)."""
+        model = self.registry.get_model(name)
+        if not isinstance(model, PredictorModel):
+            raise ModelNotFound(name)
+        return {"model": name, **model.runner.declaration.signature.schemas()}
 
     async def drift(self, name: str) -> dict[str, Any]:
         """Input drift against the reference profile, and the outputs seen, for model NAME."""

@@ -139,6 +139,14 @@ class PredictSignature:
         """JSON schema of the instances, shown to a client whose payload does not fit."""
         return self.instances.adapter.json_schema()
 
+    def schemas(self) -> dict[str, Any]:
+        """JSON schemas of the instances, each request parameter and the result (None: any)."""
+        return {
+            "instances": self.instances_schema(),
+            "parameters": {option.name: option.adapter.json_schema() for option in self.options},
+            "returns": None if self.returns is None else self.returns.json_schema(),
+        }
+
     def _bind(self, instances: object, parameters: object, *, field: str) -> dict[str, Any]:
         kwargs = {self.instances.name: self._validate(self.instances, instances, field)}
         if parameters is None:

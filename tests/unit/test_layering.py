@@ -169,3 +169,8 @@ def test_the_ray_target_imports_ray_only_inside_functions() -> None:
             for alias in node.names
         ]
         assert not any(name.split(".")[0] == "ray" for name in modules), file.name
+
+
+def test_delivery_judges_models_over_http_only() -> None:
+    forbidden = ("zeroserve.serving", "zeroserve.local", "zeroserve.targets", "zeroserve.cli")
+    assert _violations("framework/delivery", forbidden) == []
