@@ -16,8 +16,10 @@ from rich.table import Table
 
 from zeroserve.cli.build import service_account_option
 from zeroserve.cli.saved_models import code_for, format_option
+from zeroserve.delivery.history import record
 from zeroserve.errors import UsageError
 from zeroserve.settings import Settings
+from zeroserve.targets.kserve.audit import post_event, with_record
 
 kubeconfig_option = click.option("--kubeconfig", default=None, help="Path to a kubeconfig.")
 namespace_option = click.option("--namespace", "-n", default="default", show_default=True)
@@ -71,19 +73,26 @@ def deploy_command(
 
     if options["canary"] is not None:
         checked_percent(options["canary"])
-    report = options.pop("validation_report")
-    if report is not None:
+    report_path = options.pop("validation_report")
+    validation = None
+    if report_path is not None:
         from zeroserve.delivery.validate import check_report
 
-        check_report(report, target)  # before the cluster is asked anything
+        report = check_report(report_path, target)  # before the cluster is asked anything
+        validation = {
+            "report": report["digest"],
+            "verdict": report["verdict"],
+            "candidate": report["candidate"]["digest"],
+        }
     with code_for(target, model_format, None, None) as code:
-        _deploy_found(settings, find_predictors(code), **options)
+        _deploy_found(settings, find_predictors(code), validation=validation, **options)
 
 
 def _deploy_found(
     settings: Settings,
     found: list[Any],
     *,
+    validation: dict[str, str] | None,
     namespace: str,
     kubeconfig: str | None,
     repository: str | None,
@@ -115,9 +124,21 @@ def _deploy_found(
         service_account=service_account,
         model_uris=model_uris,
     )
+    records = {}
     for item in found:
         isvc = _rendered(item.declaration.spec, options)
         isvc["spec"]["predictor"].update(_canary_field(splits[item.name]))
+        records[item.name] = record(
+            "deploy",
+            item.name,
+            namespace=namespace,
+            spec_digest=isvc["metadata"]["annotations"].get("zeroserve.dev/spec-digest"),
+            code=code_uri,
+            weights=model_uris.get(item.name),
+            canary=splits[item.name],
+            validation=validation,
+        )  # kept on the InferenceService by the same apply as the change
+        isvc["metadata"]["annotations"].update(with_record(live[item.name], records[item.name]))
         isvcs[item.name] = isvc
     # all or nothing: quota, limits, references and concurrent changes checked before any apply
     new = sum(1 for name in isvcs if live[name] is None)
@@ -130,6 +151,7 @@ def _deploy_found(
         applied = cluster.apply_unchanged(isvc, live[item.name], check=not force, force=force)
         generation = applied["metadata"].get("generation")
         click.echo(f"inferenceservice/{item.name} applied in {namespace} (generation {generation})")
+        _note(post_event(cluster.core, applied, records[item.name]))
         _say_split(item.name, canary, splits[item.name])
         if wait:
             _wait_ready(cluster, item.name, namespace, timeout)
@@ -142,6 +164,11 @@ def _rendered(spec: Any, options: Any) -> dict[str, Any]:
     isvc = render_inference_service(spec, options)
     isvc["metadata"]["annotations"].update(writer_annotations())
     return isvc
+
+
+def _note(problem: str | None) -> None:
+    if problem is not None:
+        click.echo(problem, err=True)
 
 
 def _canary_field(percent: int | None) -> dict[str, int]:
@@ -308,7 +335,7 @@ def rollout_command(name: str, canary: int, namespace: str, kubeconfig: str | No
     from zeroserve.targets.kserve.rollout import check_rollout, checked_percent
 
     checked_percent(canary)
-    _change_canary(name, namespace, kubeconfig, canary, check_rollout)
+    _change_canary(name, namespace, kubeconfig, canary, check_rollout, "rollout")
     click.echo(f"{name}: latest revision gets {canary}% of traffic")
 
 
@@ -320,7 +347,7 @@ def promote_command(name: str, namespace: str, kubeconfig: str | None) -> None:
     """Give NAME's latest revision all traffic (ends the canary)."""
     from zeroserve.targets.kserve.rollout import check_promote
 
-    _change_canary(name, namespace, kubeconfig, None, check_promote)
+    _change_canary(name, namespace, kubeconfig, None, check_promote, "promote")
     click.echo(f"{name}: latest revision promoted to 100% of traffic")
 
 
@@ -332,7 +359,7 @@ def rollback_command(name: str, namespace: str, kubeconfig: str | None) -> None:
     """Pin all of NAME's traffic to its last rolled-out revision (canaryTrafficPercent: 0)."""
     from zeroserve.targets.kserve.rollout import check_rollback
 
-    rolled_out = _change_canary(name, namespace, kubeconfig, 0, check_rollback)
+    rolled_out = _change_canary(name, namespace, kubeconfig, 0, check_rollback, "rollback")
     click.echo(f"{name}: all traffic back to {rolled_out}")
 
 
@@ -342,6 +369,7 @@ def _change_canary(
     kubeconfig: str | None,
     percent: int | None,
     check: Callable[[Any], None],
+    action: str,
 ) -> str:
     """Check the change against the model as read, then apply it to that version only; return
     the rolled-out revision."""
@@ -352,7 +380,16 @@ def _change_canary(
     current = cluster.get(name, namespace)
     status = ModelStatus.of(current)
     check(status)
-    cluster.set_canary(current, percent, writer_annotations())
+    entry = record(
+        action,
+        name,
+        namespace=namespace,
+        canary=percent,
+        revision=status.latest_revision,
+        rolled_out=status.rolled_out_revision,
+    )
+    changes = writer_annotations() | with_record(current, entry)
+    _note(post_event(cluster.core, cluster.set_canary(current, percent, changes), entry))
     return status.rolled_out_revision
 
 

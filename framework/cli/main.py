@@ -18,6 +18,7 @@ from zeroserve.cli.deploy import (
     rollout_command,
     status_command,
 )
+from zeroserve.cli.history import history_command
 from zeroserve.cli.serve import predict, serve
 from zeroserve.cli.validate import validate_command
 from zeroserve.coldstart import ColdStartError
@@ -61,6 +62,7 @@ cli.add_command(render_command)
 cli.add_command(package_command)
 cli.add_command(build_command)
 cli.add_command(validate_command)
+cli.add_command(history_command)
 for command in (
     deploy_command,
     status_command,

@@ -82,6 +82,7 @@ def validate_command(
     the baseline's. Exit code 0 when every check passes, 8 when one fails, 2 for bad input.
     """
     from zeroserve.delivery.heldout import read_held_out
+    from zeroserve.delivery.history import append, record
     from zeroserve.delivery.validate import Plan, validate
 
     thresholds = [parse_threshold(text) for text in options.pop("thresholds")]
@@ -95,6 +96,18 @@ def validate_command(
     with console.status("validating") as status:
         report = validate(plan, lambda step: status.update(step))
     report_path.write_text(json.dumps(report, indent=2) + "\n")
+    append(
+        record(
+            "validate",
+            report["model"],
+            candidate=candidate,
+            candidate_digest=report["candidate"]["digest"],
+            baseline=options["baseline"],
+            verdict=report["verdict"],
+            report=report["digest"],
+            report_path=str(report_path.resolve()),
+        )
+    )
     console.print(_table(report))
     click.echo(f"report: {report_path} ({report['digest']})")
     if report["verdict"] != "pass":

@@ -475,3 +475,62 @@ def test_no_secret_value_reaches_a_manifest_or_a_log(
     outputs = (missing, wrong_key, rendered, deployed)
     for text in [live, *(o.stdout for o in outputs), *(o.stderr for o in outputs)]:
         assert value not in text
+
+
+def _passing_report(target: str, path: Path) -> Path:
+    """A validation report as `zeroserve validate` writes one for `target`, passed (validate
+    itself is run end to end in test_validate.py; here only what deploy reads of it counts)."""
+    from zeroserve.delivery.validate import report_digest, target_digest
+
+    report: dict[str, Any] = {
+        "zeroserve_validation": 1,
+        "model": "iris",
+        "candidate": {"target": target, "digest": target_digest(target)},
+        "checks": [{"name": "quality", "passed": True, "detail": "accuracy 0.97"}],
+        "verdict": "pass",
+    }
+    path.write_text(json.dumps({**report, "digest": report_digest(report)}))
+    return path
+
+
+def test_every_change_is_recorded_on_the_inferenceservice_and_as_an_event(
+    apiserver: ApiServer, deploy_env: dict[str, str], iris_dir: Path, tmp_path: Path
+) -> None:
+    zs(deploy_env, "delete", "iris")  # whatever an earlier test left: a history of its own
+    kserve = KServeStandIn(custom_api(apiserver))
+    v1, v2 = f"{iris_dir / 'model.py'}:Iris", _another_version(iris_dir, tmp_path)
+    report = _passing_report(v1, tmp_path / "validation.json")
+    assert zs(deploy_env, "deploy", v1, "--require-validation", str(report)).returncode == 0
+    kserve.reconcile("iris")
+    assert zs(deploy_env, "deploy", v2, "--canary", "10").returncode == 0
+    kserve.reconcile("iris")
+    for step in (("rollout", "iris", "--canary", "50"), ("rollback", "iris"), ("promote", "iris")):
+        assert zs(deploy_env, *step).returncode == 0
+        kserve.reconcile("iris")
+
+    listed = zs(deploy_env, "history", "iris", "-o", "json")
+    assert listed.returncode == 0, listed.stderr
+    records = json.loads(listed.stdout)
+    assert [r["action"] for r in records] == ["deploy", "deploy", "rollout", "rollback", "promote"]
+    first, canary = records[0], records[1]
+    assert first["validation"]["verdict"] == "pass"
+    assert first["validation"]["report"] == json.loads(report.read_text())["digest"]
+    assert first["spec_digest"].startswith("sha256:")
+    assert first["code"] != canary["code"]  # another code artifact, pinned by its digest
+    assert canary["canary"] == 10
+    assert [r.get("canary") for r in records[2:]] == [50, 0, None]
+    assert records[3]["rolled_out"] == "iris-predictor-00001"
+    assert all(r["who"] and r["time"].endswith("Z") for r in records)
+    table = zs(deploy_env, "history", "iris").stdout
+    assert "validation.verdict pass" in table
+
+    events = json.loads(apiserver.kubectl("get", "events", "-o", "json").stdout)["items"]
+    uid = _isvc(apiserver)["metadata"]["uid"]  # this InferenceService's, not an earlier one's
+    reasons = [  # timestamps are to the second: the order is the annotation's to show
+        e["reason"]
+        for e in events
+        if e["involvedObject"].get("uid") == uid and e["source"].get("component") == "zeroserve"
+    ]
+    assert sorted(reasons) == ["Deployed", "Deployed", "Promoted", "RolledBack", "RolledOut"]
+    detail = zs(deploy_env, "status", "iris").stdout
+    assert "Promoted: promote by" in detail

@@ -7,6 +7,7 @@ import csv
 import json
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,15 @@ def variant(iris_dir: Path, folder: Path, old: str = "", new: str = "") -> Path:
     assert old in code, "the iris sample changed: update this test"
     (folder / "model.py").write_text(code.replace(old, new))
     return folder / "model.py"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The local history of this module's validations (not the user's ~/.zeroserve)."""
+    path = tmp_path_factory.mktemp("history") / "history.jsonl"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ZEROSERVE_HISTORY", str(path))
+        yield path
 
 
 @pytest.fixture(scope="module")
@@ -216,3 +226,18 @@ def test_the_schema_route_answers_through_the_activator(iris_server: RunningServ
     assert schema["returns"] == {"items": {"type": "integer"}, "type": "array"}
     missing = httpx.get(f"{iris_server.url}/zeroserve/models/nobody/schema", timeout=60)
     assert missing.status_code == 404
+
+
+def test_each_verdict_is_in_the_local_history(history: Path) -> None:
+    """After the validations above: one line each, in order, as `history --local` shows them."""
+    shown = run_zeroserve("history", "iris", "--local", "-o", "json")
+    assert shown.returncode == 0, shown.stderr
+    records = json.loads(shown.stdout)
+    assert len(records) == len(history.read_text().splitlines()) >= 4
+    assert {r["action"] for r in records} == {"validate"}
+    verdicts = {Path(r["candidate"]).parent.name: r["verdict"] for r in records}
+    assert verdicts["good"] == "pass"
+    assert verdicts["worse"] == "fail"
+    assert all(r["report"].startswith("sha256:") and r["who"] for r in records)
+    table = run_zeroserve("history", "iris", "--local").stdout
+    assert "verdict fail" in table

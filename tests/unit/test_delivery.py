@@ -3,12 +3,14 @@ thresholds, metrics and shift (figures checked against scipy and by hand)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
 from pydantic import BaseModel, Field, TypeAdapter
 
 from zeroserve.delivery.compat import breaking_changes
+from zeroserve.delivery.history import append, local_history, record
 from zeroserve.delivery.quality import (
     MetricThreshold,
     chi2_survival,
@@ -16,6 +18,7 @@ from zeroserve.delivery.quality import (
     shift,
     task_of,
 )
+from zeroserve.targets.kserve.audit import HISTORY, KEEP, details, history_of, with_record
 
 pytestmark = pytest.mark.timeout(30)
 Flower = Annotated[list[float], Field(min_length=4, max_length=4)]
@@ -117,3 +120,30 @@ def test_shift_is_zero_for_the_same_predictions_and_grows_with_change() -> None:
 )
 def test_chi2_survival_matches_scipy(statistic: float, freedom: int, scipy_sf: float) -> None:
     assert chi2_survival(statistic, freedom) == pytest.approx(scipy_sf, abs=1e-8)
+
+
+def test_the_local_history_is_appended_line_by_line_and_read_per_model(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "history.jsonl"
+    append(record("validate", "iris", verdict="pass", baseline=None), path)
+    append(record("validate", "other", verdict="fail"), path)
+    with path.open("a") as stream:
+        stream.write("not a record\n")
+    append(record("validate", "iris", verdict="fail"), path)
+    found = local_history("iris", path)
+    assert [r["verdict"] for r in found] == ["pass", "fail"]
+    assert "baseline" not in found[0]  # None is left out
+    assert local_history("nobody", path) == []
+    assert local_history("iris", tmp_path / "none.jsonl") == []
+
+
+def test_the_cluster_history_keeps_the_last_records_and_ignores_a_foreign_annotation() -> None:
+    live: dict[str, Any] = {"metadata": {"annotations": {}}}
+    for step in range(KEEP + 5):
+        live["metadata"]["annotations"] |= with_record(live, record("rollout", "m", canary=step))
+    kept = history_of(live)
+    assert len(kept) == KEEP
+    assert kept[-1]["canary"] == KEEP + 4
+    assert history_of({"metadata": {"annotations": {HISTORY: "{not json"}}}) == []
+    assert history_of(None) == []
+    entry = record("deploy", "m", validation={"verdict": "pass", "report": "sha256:ab"})
+    assert details(entry) == "validation.verdict pass; validation.report sha256:ab"
