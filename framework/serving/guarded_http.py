@@ -86,6 +86,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().eof_received()
         cycle = self.cycle
         if self.refused or cycle is None or cycle.response_complete:
+            self.transport.flush()  # type: ignore[attr-defined]  # an answer held in this step
             return False  # nothing left to answer: the transport closes itself
         cycle.keep_alive = False  # the last request's answer closes the connection
         self._probe_client(0)

@@ -3,6 +3,7 @@ interim answers, Expect, HEAD, half-close, pipelining, limits and timeouts."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -259,8 +260,9 @@ def test_direct_serving_has_the_same_limits(impatient_direct: RunningServer) -> 
     assert answer.json()["type"] == "HeadersTooLarge"
     with connect(url) as sock:
         sock.sendall(b"GET /v1/models HTTP/1.1\r\nbig: ")
-        for _ in range(4):
-            sock.sendall(b"a" * 4096)
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            for _ in range(4):  # refused (and closed) once over the limit: a send may fail
+                sock.sendall(b"a" * 4096)
         assert read_answers(sock, 1).answers[0].status == 431
     with connect(url) as sock:
         sock.sendall(b"POST /v1/models/echo:predict HTTP/1.1\r\nhost: x\r\n")
@@ -290,11 +292,12 @@ def test_direct_serving_answers_odd_http_once_and_in_order(impatient_direct: Run
         assert [a.json() for a in read_answers(sock, 20).answers] == [
             {"predictions": [n]} for n in range(20)
         ]
-    with connect(url) as sock:  # half-closed after a whole request
-        sock.sendall(predict_bytes("echo", ["half"]))
-        sock.shutdown(socket.SHUT_WR)
-        assert read_answers(sock, 1).answers[0].json() == {"predictions": ["half"]}
-        assert closed_by_peer(sock)
+    for attempt in range(30):  # half-closed after a whole request: the EOF may come before,
+        with connect(url) as sock:  # while or after the answer is written: never lost
+            sock.sendall(predict_bytes("echo", [attempt]))
+            sock.shutdown(socket.SHUT_WR)
+            assert read_answers(sock, 1).answers[0].json() == {"predictions": [attempt]}
+            assert closed_by_peer(sock)
     with connect(url) as sock:  # HTTP/1.0: answered, then closed
         body = b'{"instances": ["old"]}'
         sock.sendall(
