@@ -241,3 +241,20 @@ def test_each_verdict_is_in_the_local_history(history: Path) -> None:
     assert all(r["report"].startswith("sha256:") and r["who"] for r in records)
     table = run_zeroserve("history", "iris", "--local").stdout
     assert "verdict fail" in table
+
+
+def test_a_live_baseline_is_asked_at_its_url(
+    models: dict[str, Path], held_out: Path, iris_server: RunningServer, tmp_path: Path
+) -> None:
+    """The baseline already serving (here behind the activator): asked, never started."""
+    report = tmp_path / "live.json"
+    result = run_zeroserve(
+        "validate", str(models["good"]), "--model", "iris", "--data", str(held_out),
+        "--baseline", iris_server.url, "--report", str(report), "--max-latency-ratio", "9",
+        timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = json.loads(report.read_text())
+    assert found["baseline"]["target"] == iris_server.url
+    assert found["metrics"]["candidate"] == found["metrics"]["baseline"]
+    assert checks(found)["schema"]["passed"] is True
