@@ -14,8 +14,6 @@ from zeroserve.delivery.quality import GREATER_IS_BETTER, MetricThreshold
 from zeroserve.errors import UsageError, ValidationFailed
 from zeroserve.settings import Settings
 
-EXIT_FAILED = 8  # as errors.EXIT_CODE gives ValidationFailed
-
 
 @click.command("validate")
 @click.argument("candidate", metavar="PATH[:CLASS] | MODEL_URI")

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zeroserve.coldstart.manifest import FileEntry, digest_of, hash_file
 from zeroserve.delivery.compat import breaking_changes
 from zeroserve.delivery.heldout import HeldOut
 from zeroserve.delivery.probe import Refused, Served, StartFailed, latency_figures, served
@@ -231,14 +232,11 @@ def target_digest(target: str) -> str:
     if "://" in target or not path.exists():
         return "sha256:" + hashlib.sha256(target.encode()).hexdigest()
     folder = path if path.is_dir() else path.parent
-    digest = hashlib.sha256()
-    for file in sorted(_served_files(folder)):
-        digest.update(str(file.relative_to(folder)).encode() + b"\0")
-        with file.open("rb") as stream:
-            while chunk := stream.read(1 << 20):
-                digest.update(chunk)
-        digest.update(b"\0")
-    return "sha256:" + digest.hexdigest()
+    files = [
+        FileEntry(file.relative_to(folder).as_posix(), file.stat().st_size, hash_file(file))
+        for file in _served_files(folder)
+    ]
+    return digest_of(files)  # as a pushed artifact's manifest digests its files
 
 
 def _served_files(folder: Path) -> Iterator[Path]:
