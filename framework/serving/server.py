@@ -132,10 +132,10 @@ class BatchingRoutes:
         self.registry = registry
 
     def install(self, app: Any) -> None:
-        app.add_api_route(self.PATH, self.read, methods=["GET"])
+        app.add_api_route(self.PATH, self.read, methods=["GET", "HEAD"])
         app.add_api_route(self.PATH, self.change, methods=["PUT"])
-        app.add_api_route("/zeroserve/models/{name}/drift", self.drift, methods=["GET"])
-        app.add_api_route("/zeroserve/models/{name}/schema", self.schema, methods=["GET"])
+        app.add_api_route("/zeroserve/models/{name}/drift", self.drift, methods=["GET", "HEAD"])
+        app.add_api_route("/zeroserve/models/{name}/schema", self.schema, methods=["GET", "HEAD"])
 
     async def schema(self, name: str) -> dict[str, Any]:
         """The JSON schemas of model NAME's request and result (``zeroserve validate``)."""

@@ -224,6 +224,9 @@ def test_the_schema_route_answers_through_the_activator(iris_server: RunningServ
     assert schema["model"] == "iris"
     assert schema["instances"]["items"]["minItems"] == 4
     assert schema["returns"] == {"items": {"type": "integer"}, "type": "array"}
+    head = httpx.head(f"{iris_server.url}/zeroserve/models/iris/schema", timeout=60)
+    assert head.status_code == 200
+    assert head.content == b""
     missing = httpx.get(f"{iris_server.url}/zeroserve/models/nobody/schema", timeout=60)
     assert missing.status_code == 404
 
