@@ -15,7 +15,14 @@ from zeroserve.errors import (
 )
 from zeroserve.llm.engine import LLMEngine
 from zeroserve.spec.decorator import predictor, spec_of
-from zeroserve.spec.spec import Batching, ClusterValue, PredictorSpec, config_map, secret
+from zeroserve.spec.spec import (
+    Batching,
+    ClusterValue,
+    PredictorSpec,
+    Traffic,
+    config_map,
+    secret,
+)
 
 __version__ = "0.1.0"
 
@@ -30,6 +37,7 @@ __all__ = [
     "PredictorSpec",
     "RequestError",
     "SpecError",
+    "Traffic",
     "UsageError",
     "ZeroserveError",
     "__version__",

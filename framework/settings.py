@@ -65,6 +65,8 @@ class LocalSettings(BaseModel):
     tick: float = Field(default=0.5, gt=0)
     fork: bool = True
     drain_grace: float = Field(default=30.0, gt=0)
+    splits: list[str] = Field(default_factory=list)  # --split NAME=VERSION:WEIGHT,...
+    shadows: list[str] = Field(default_factory=list)  # --shadow NAME=VERSION
 
 
 class CacheSettings(BaseModel):

@@ -60,6 +60,22 @@ SERVER_FLAGS = ("port", "host", "max_body_size", "max_header_size", "access_log"
     default=None,
     help="Fork workers from a process that imported the model code once [default: fork].",
 )
+@click.option(
+    "--split",
+    "splits",
+    multiple=True,
+    metavar="NAME=VERSION:WEIGHT,...",
+    help="Answer NAME with served models by weight, e.g. iris=v1:90,v2:10 (a version is the "
+    "model VERSION, else NAME-VERSION); a client pins one with a zeroserve-version header.",
+)
+@click.option(
+    "--shadow",
+    "shadows",
+    multiple=True,
+    metavar="NAME=VERSION",
+    help="Send VERSION a copy of each request for NAME; its answers are recorded (GET "
+    "/zeroserve/splits/NAME, metrics), never returned.",
+)
 @click.option("--queue-limit", type=int, default=None, help="Requests held per model at zero.")
 @click.option("--start-timeout", type=float, default=None, help="Seconds a start may take.")
 @click.option(
@@ -123,6 +139,7 @@ def _serve_code(
     flags: dict[str, Any],
 ) -> None:
     server_flags = {key: flags.pop(key) for key in SERVER_FLAGS}
+    _check_split_flags(flags, direct, engine)
     server_settings = _with_flags(settings.server, server_flags)
     local_settings = _with_flags(settings.local, flags)
     configure_logging()
@@ -181,6 +198,23 @@ def _use_dependencies(code: Path, uri: str, settings: Settings, timeline: Startu
             raise ServeFailed(f"code artifact {uri}: {exc}", exit_code=exit_code_for(exc)) from None
     if environment is not None:
         activate(environment)
+
+
+def _check_split_flags(flags: dict[str, Any], direct: bool, engine: str) -> None:
+    """Parse --split/--shadow now (a typo exits before anything starts); keep them as lists."""
+    from zeroserve.local.split_config import parse_shadow_flag, parse_split_flag
+
+    splits, shadows = list(flags.pop("splits", ())), list(flags.pop("shadows", ()))
+    for text in splits:
+        parse_split_flag(text)
+    for text in shadows:
+        parse_shadow_flag(text)
+    if (splits or shadows) and (direct or engine != "local"):
+        raise UsageError(
+            "--split and --shadow are the local activator's: --direct serves each model under "
+            "its own name, and on a cluster `zeroserve rollout` moves a canary's traffic"
+        )
+    flags["splits"], flags["shadows"] = splits or None, shadows or None
 
 
 def _refuse_for_ray(direct: bool, flags: dict[str, Any]) -> None:

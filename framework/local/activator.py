@@ -27,6 +27,7 @@ from zeroserve.errors import (
     RouteNotFound,
     ServeFailed,
     UnknownModel,
+    UsageError,
 )
 from zeroserve.llm.routing import MODEL_LIST, OpenAIRouting
 from zeroserve.local.background import Background
@@ -34,6 +35,8 @@ from zeroserve.local.host import HostEvent, HostLost, ModelHost
 from zeroserve.local.lifecycle import ModelState
 from zeroserve.local.pool import ModelPool
 from zeroserve.local.protocol import Hello, WorkerOptions
+from zeroserve.local.split import TrafficSplit
+from zeroserve.local.split_config import SplitPlan, plan_splits
 from zeroserve.local.status import pool_status
 from zeroserve.local.upstream import ReplicaState
 from zeroserve.local.wire import ClientConnection, Request, sweep_timeouts
@@ -46,6 +49,7 @@ from zeroserve.telemetry.tracing import configure_tracing
 logger = logging.getLogger("zeroserve")
 MODEL_ROUTE = re.compile(r"^/v[12]/models/([^/:]+)(.*)$")
 ADMIN_ROUTE = re.compile(r"^/zeroserve/models/([^/]+)/(batching|drift|schema)$")
+SPLIT_ROUTE = re.compile(r"^/zeroserve/splits/([^/]+)$")
 LOCAL_ROUTES = frozenset(
     ("/", "/v2/health/live", "/v2/health/ready", "/v1/health/ready", "/v2", "/v1/models")
     + (MODEL_LIST, "/zeroserve/status", "/metrics", console.OVERVIEW_PATH)
@@ -61,6 +65,7 @@ class Activator:
         self.server_settings = settings.server
         self.settings = settings.local
         self.pools: dict[str, ModelPool] = {}
+        self.splits: dict[str, TrafficSplit] = {}  # names answered by versions (--split)
         self.openai = OpenAIRouting([])  # the models answering /openai/v1/* (from the hello)
         self.hello: Hello | None = None
         self.stopping: asyncio.Event | None = None
@@ -80,7 +85,8 @@ class Activator:
         host = ModelHost(self.target, self.all_settings, self._on_event)
         try:
             self.hello = hello = await host.start(self.settings.start_timeout)
-        except ServeFailed:
+            plans = self._plan_splits(hello)
+        except (ServeFailed, UsageError):
             await host.close()
             raise
         record_startup(hello.timeline, [model.name for model in hello.models])
@@ -92,6 +98,7 @@ class Activator:
         )
         for model in hello.models:
             self.pools[model.name] = ModelPool(model.spec, host, self.settings, options)
+        self.splits = {plan.route: TrafficSplit(plan, self.pools) for plan in plans}
         self.openai = OpenAIRouting([model.name for model in hello.models if model.openai])
         limits, connections = self.server_settings, self.connections
         server = await loop.create_server(
@@ -119,6 +126,15 @@ class Activator:
         await asyncio.gather(*(pool.shutdown(grace) for pool in self.pools.values()))
         await host.close()
         logger.info("activator stopped; every worker has exited")
+
+    def _plan_splits(self, hello: Hello) -> list[SplitPlan]:
+        specs = {model.name: model.spec for model in hello.models}
+        plans = plan_splits(self.settings.splits, self.settings.shadows, specs)
+        for plan in plans:
+            shadow = f"; shadow {plan.shadow.model}" if plan.shadow else ""
+            weights = ", ".join(f"{v.model} {v.weight}%" for v in plan.versions)
+            logger.info("zeroserve: '%s' is answered by %s%s", plan.route, weights, shadow)
+        return plans
 
     def _stop(self, signum: int) -> None:
         logger.info("stopped by %s: draining models", signal.Signals(signum).name)
@@ -158,7 +174,10 @@ class Activator:
                 self._forward(name, request, client)
             return
         match = ADMIN_ROUTE.match(path)
-        if match is not None and match.group(2) == "batching":
+        split_match = SPLIT_ROUTE.match(path)
+        if split_match is not None:
+            self._split_admin(split_match.group(1), request, client)
+        elif match is not None and match.group(2) == "batching":
             self._batching(match.group(1), request, client)
         elif match is not None:  # drift (one replica's window), schema
             self._forward(match.group(1), request, client)
@@ -171,23 +190,53 @@ class Activator:
 
     def _forward(self, name: str, request: Request, client: ClientConnection) -> None:
         pool = self.pools.get(name)
-        if pool is None:
+        split = self.splits.get(name)
+        if split is not None:
+            split.route(request, client)
+        elif pool is None:
             client.respond_error(self._unknown(name))
         else:
             pool.route(request, client)
 
     def _unknown(self, name: str) -> UnknownModel:
-        return UnknownModel(model=name, served=list(self.pools))
+        return UnknownModel(model=name, served=[*self.pools, *self.splits.keys() - self.pools])
 
     def _readiness(self, name: str, client: ClientConnection) -> None:
-        pool = self.pools.get(name)
-        if pool is None:
+        split = self.splits.get(name)
+        names = [v.model for v in split.versions] if split is not None else [name]
+        pools = [self.pools[each] for each in names if each in self.pools]
+        if not pools:
             client.respond_error(self._unknown(name))
             return
-        state = pool.lifecycle.state
-        ready = state is not ModelState.FAILED
-        body = {"name": name, "ready": ready, "state": str(state)}
+        states = [pool.lifecycle.state for pool in pools]
+        ready = any(state is not ModelState.FAILED for state in states)
+        body = {"name": name, "ready": ready, "state": str(states[0])}
+        if split is not None:
+            body["versions"] = {
+                v.label: str(self.pools[v.model].lifecycle.state) for v in split.versions
+            }
         client.respond(200 if ready else 503, body)
+
+    def _split_admin(self, name: str, request: Request, client: ClientConnection) -> None:
+        """GET: a split's weights and figures (``?since=N``: answers numbered after N). PUT
+        ``{"weights": {...}}``: new weights, from the next request on."""
+        split = self.splits.get(name)
+        if split is None:
+            served = ", ".join(self.splits) or "none (serve with --split or --shadow)"
+            client.respond_error(RouteNotFound(path=f"{request.path}: splits are {served}"))
+        elif request.method in (b"GET", b"HEAD"):
+            query = request.url.partition(b"?")[2].decode("latin-1")
+            since = re.search(r"(?:^|&)since=(\d+)", query)
+            client.respond(200, split.describe(int(since.group(1)) if since else 0))
+        elif request.method != b"PUT":
+            client.respond_error(MethodNotAllowed(allowed=("GET", "PUT")), {"allow": "GET, PUT"})
+        else:
+            try:
+                split.change_weights(bytes(request.body))
+            except InvalidPayload as exc:
+                client.respond_error(exc)
+                return
+            client.respond(200, split.describe(split.numbered))
 
     def _batching(self, name: str, request: Request, client: ClientConnection) -> None:
         """GET: a running replica's settings and queue (the stored settings at zero). PUT:
@@ -264,7 +313,8 @@ class Activator:
             client.respond(200, {"name": "zeroserve", "version": __version__, "extensions": []})
         elif path == "/v1/models":
             states = {name: str(pool.lifecycle.state) for name, pool in self.pools.items()}
-            client.respond(200, {"models": list(self.pools), "states": states})
+            names = [*self.pools, *self.splits.keys() - self.pools]
+            client.respond(200, {"models": names, "states": states})
         elif path == MODEL_LIST:
             client.respond(200, self.openai.model_list())
         elif path == "/zeroserve/status":
@@ -298,4 +348,5 @@ class Activator:
             "fork_off_reason": hello.reason if hello is not None else None,
             "host_timeline": hello.timeline if hello is not None else None,
             "models": {name: pool_status(pool) for name, pool in self.pools.items()},
+            "splits": {name: split.summary() for name, split in self.splits.items()},
         }

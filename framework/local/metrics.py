@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 SCRAPE_TIMEOUT_S = 5.0
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+ANSWER_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 HOLD_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
@@ -32,6 +33,8 @@ class ActivatorMetrics:
     hold: Histogram
     errors: Counter
     scale_events: Counter
+    version_answers: Counter  # the versions of a split name (and its shadow)
+    version_latency: Histogram
 
 
 @cache
@@ -55,6 +58,19 @@ def activator_metrics() -> ActivatorMetrics:
             "zeroserve_scale_events",
             "Scaling decisions: from_zero, up, down, to_zero.",
             ["model", "direction"],
+            registry=None,
+        ),
+        version_answers=Counter(
+            "zeroserve_version_answers",
+            "Answers of each version of a split model name, by status (shadow answers too).",
+            ["model", "version", "role", "code"],
+            registry=None,
+        ),
+        version_latency=Histogram(
+            "zeroserve_version_request_duration_seconds",
+            "Seconds from a request's arrival to its answer, per version of a split name.",
+            ["model", "version", "role"],
+            buckets=ANSWER_BUCKETS,
             registry=None,
         ),
     )
@@ -95,7 +111,13 @@ class PoolCollector:
             failures.add_metric([name], pool.lifecycle.failures)
         yield from (replicas, in_flight, held, cold, failures)
         events = activator_metrics()
-        for metric in (events.hold, events.errors, events.scale_events):
+        for metric in (
+            events.hold,
+            events.errors,
+            events.scale_events,
+            events.version_answers,
+            events.version_latency,
+        ):
             yield from metric.collect()
         yield from self.workers
 

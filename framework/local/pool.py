@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import itertools
 import logging
 import time
@@ -35,6 +36,8 @@ from zeroserve.spec.spec import Batching, PredictorSpec
 from zeroserve.telemetry.logs import log_event, trace_id_of
 
 logger = logging.getLogger("zeroserve")
+Observer = Callable[[int], None] | None  # told an answer's status (0: the client left)
+CLIENT_GONE = 499  # nginx's code for a client that closed before its answer
 RECENT_COLD_STARTS = 10  # kept for GET /zeroserve/status (the console draws them)
 
 
@@ -87,25 +90,31 @@ class ModelPool:
         self.background = Background()
 
     # ---- routing -------------------------------------------------------------------------
-    def route(self, request: Request, client: ClientConnection) -> None:
-        """Forward now if a ready replica has an idle connection; otherwise hold the request."""
+    def route(self, request: Request, client: ClientConnection, observe: Observer = None) -> None:
+        """Forward now if a ready replica has an idle connection; otherwise hold the request.
+        ``observe`` (a split's version) is told the answer's status once it has gone out."""
         replica = self.least_loaded()
         while replica is not None and replica.idle:
             connection = replica.idle.pop()
             if not connection.closed:
-                self._forward(request, client, replica, connection)
+                self._forward(request, client, replica, connection, observe)
                 return
-        task = self.background.keep(self._route_held(request, client))
+        task = self.background.keep(self._route_held(request, client, observe))
         client.on_lost = task.cancel
 
-    async def _route_held(self, request: Request, client: ClientConnection) -> None:
+    async def _route_held(
+        self, request: Request, client: ClientConnection, observe: Observer
+    ) -> None:
         held_since = self.clock()
         with hold_span(request, self.name):
-            await self._route_held_traced(request, client, held_since)
+            status = await self._route_held_traced(request, client, held_since, observe)
+        if status and observe is not None:
+            observe(status)
 
     async def _route_held_traced(
-        self, request: Request, client: ClientConnection, held_since: float
-    ) -> None:
+        self, request: Request, client: ClientConnection, held_since: float, observe: Observer
+    ) -> int:
+        """Forward once a replica is ready; the status of an answer given here instead, or 0."""
         try:
             replica = self.least_loaded() or await self._wait_for_replica()
             connection = await replica.connect()
@@ -113,17 +122,18 @@ class ModelPool:
             self._observe_hold(held_since)
             activator_metrics().errors.labels(self.name, "503", exc.kind).inc()
             answer_unavailable(exc, client, request)
-            return
+            return 503
         except OSError as exc:  # the worker went away between ready and connect
             activator_metrics().errors.labels(self.name, "502", "WorkerUnreachable").inc()
             client.respond_error(WorkerUnreachable(model=self.name, cause=exc))
-            return
+            return 502
         self._observe_hold(held_since)
         continue_trace(request)
         if client.closed:
             replica.idle.append(connection)
-            return
-        self._forward(request, client, replica, connection)
+            return CLIENT_GONE
+        self._forward(request, client, replica, connection, observe)
+        return 0
 
     def _observe_hold(self, since: float) -> None:
         waited = self.clock() - since
@@ -131,10 +141,22 @@ class ModelPool:
             activator_metrics().hold.labels(self.name).observe(waited)
 
     def _forward(
-        self, request: Request, client: ClientConnection, replica: Replica, connection: Any
+        self,
+        request: Request,
+        client: ClientConnection,
+        replica: Replica,
+        connection: Any,
+        observe: Observer = None,
     ) -> None:
         self._count(+1)
-        Exchange(request, client, replica, self._exchange_done).start(connection)
+        done = self._exchange_done
+        if observe is not None:
+            done = functools.partial(self._observed_done, observe)
+        Exchange(request, client, replica, done).start(connection)
+
+    def _observed_done(self, observe: Callable[[int], None], exchange: Exchange) -> None:
+        self._exchange_done(exchange)
+        observe(exchange.status)
 
     def _exchange_done(self, exchange: Exchange) -> None:
         self._count(-1)

@@ -46,6 +46,28 @@ class Batching(BaseModel):
     split: bool = True
 
 
+class Traffic(BaseModel):
+    """This model as a version of another model name in ``zeroserve serve``: requests for
+    ``route`` go to this model ``weight`` percent of the time (the rest to the model named
+    ``route``), or with ``shadow=True`` this model gets a copy of each one, and its answers are
+    recorded, never returned."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    route: Annotated[str, Field(pattern=DNS_LABEL.pattern, max_length=DNS_LABEL_MAX)]
+    weight: Annotated[int, Field(ge=0, le=100)] = 0
+    shadow: bool = False
+
+    @model_validator(mode="after")
+    def _weight_or_shadow(self) -> Self:
+        if self.shadow and self.weight:
+            raise ValueError(
+                "a shadow gets a copy of every request and answers none of them, so it takes no "
+                f"weight: drop weight={self.weight} or shadow=True"
+            )
+        return self
+
+
 class ClusterValue(BaseModel):
     """An environment value kept in the cluster, by reference: a key of a Secret or ConfigMap in
     the model's namespace (``zeroserve.secret("s3", "secret-key")``). Rendered manifests carry
@@ -68,6 +90,9 @@ def config_map(name: str, key: str) -> ClusterValue:
     return ClusterValue(kind="configmap", name=name, key=key)
 
 
+LATER_FIELDS = ("traffic",)
+
+
 class PredictorSpec(BaseModel):
     """Everything a runtime needs to know about a predictor, validated once."""
 
@@ -85,6 +110,14 @@ class PredictorSpec(BaseModel):
     gpu: NonNegativeInt = 0
     env: dict[str, str | ClusterValue] = Field(default_factory=dict)
     llm: LLMEngine | None = None
+    traffic: Traffic | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The spec's JSON fields, for digests and code artifacts. Fields added later are left out
+        while unset, so a spec that does not use them keeps the digest it had."""
+        unset_later = {name for name in LATER_FIELDS if getattr(self, name) is None}
+        fields: dict[str, Any] = self.model_dump(mode="json", exclude=unset_later)
+        return fields
 
     @field_validator("name")
     @classmethod
@@ -125,6 +158,16 @@ class PredictorSpec(BaseModel):
                 f"min_replicas={self.min_replicas} is greater than max_replicas="
                 f"{self.max_replicas}; set max_replicas >= {self.min_replicas} or lower "
                 "min_replicas (0 lets the model scale to zero)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _not_its_own_version(self) -> Self:
+        if self.traffic is not None and self.traffic.route == self.name:
+            raise ValueError(
+                f"traffic.route='{self.name}' is this model's own name: name the model that "
+                f"serves the route now, e.g. name='{self.name}-v2', traffic=Traffic(route="
+                f"'{self.name}', weight=10)"
             )
         return self
 

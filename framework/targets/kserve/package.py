@@ -50,7 +50,7 @@ def stage(found: list[FoundPredictor], destination: Path) -> Path:
         item.name: {
             "class": item.cls.__name__,
             "file": item.source.name,
-            "spec": item.declaration.spec.model_dump(mode="json"),
+            "spec": item.declaration.spec.as_json(),
         }
         for item in found
     }

@@ -90,7 +90,7 @@ def render_inference_service(spec: PredictorSpec, options: RenderOptions) -> dic
 
 def spec_digest(spec: PredictorSpec, options: RenderOptions) -> str:
     """A digest of everything rendered, for drift checks against the live object."""
-    body = json.dumps([spec.model_dump(mode="json"), options.__dict__], sort_keys=True)
+    body = json.dumps([spec.as_json(), options.__dict__], sort_keys=True)
     return "sha256:" + hashlib.sha256(body.encode()).hexdigest()
 
 
