@@ -8,6 +8,8 @@ Hierarchy::
 
     ZeroserveError            root: every error zeroserve raises on purpose
     ├── SpecError             a @predictor declaration that cannot work (at decoration time)
+    ├── ValidationFailed      `validate` or an analysed rollout refused the candidate (exit 8)
+    ├── AnalysisPaused        an analysed rollout could not read its figures: it stopped (exit 9)
     ├── UsageError            a mistake outside a request: a bad path, no predictor, port in use
     │   ├── ServeFailed       the model host could not import or fetch the target (its exit code)
     │   └── ChangedMeanwhile  a cluster object changed between a command's read and its write
@@ -82,6 +84,11 @@ class UsageError(ZeroserveError):
 
 class ValidationFailed(ZeroserveError):
     """``zeroserve validate``: the candidate failed a check (the report says which and why)."""
+
+
+class AnalysisPaused(ZeroserveError):
+    """``zeroserve rollout --analyze``: the figures could not be read for too long; the rollout
+    stopped where it was (never stepping, promoting or rolling back blind)."""
 
 
 class ServeFailed(UsageError):
@@ -413,6 +420,7 @@ EXIT_CODE: dict[type[ZeroserveError], int] = {
     SpecError: 2,
     UsageError: 2,
     ValidationFailed: 8,
+    AnalysisPaused: 9,
 }
 
 

@@ -322,23 +322,6 @@ def _print_drift_unless_at_zero(status: Any, replicas: int) -> None:
         print_drift(status.url, status.name)
 
 
-@click.command("rollout")
-@click.argument("name")
-@click.option(
-    "--canary", type=int, required=True, help="Percent of traffic for the latest revision."
-)
-@namespace_option
-@kubeconfig_option
-def rollout_command(name: str, canary: int, namespace: str, kubeconfig: str | None) -> None:
-    """Move the split of a canary in progress: CANARY percent to NAME's latest revision, the
-    rest to its rolled-out revision."""
-    from zeroserve.targets.kserve.rollout import check_rollout, checked_percent
-
-    checked_percent(canary)
-    _change_canary(name, namespace, kubeconfig, canary, check_rollout, "rollout")
-    click.echo(f"{name}: latest revision gets {canary}% of traffic")
-
-
 @click.command("promote")
 @click.argument("name")
 @namespace_option
@@ -370,9 +353,11 @@ def _change_canary(
     percent: int | None,
     check: Callable[[Any], None],
     action: str,
+    details: dict[str, Any] | None = None,
 ) -> str:
-    """Check the change against the model as read, then apply it to that version only; return
-    the rolled-out revision."""
+    """Check the change against the model as read, then apply it to that version only, its
+    record (with ``details``: an analysis's figures) in the same apply; return the rolled-out
+    revision."""
     from zeroserve.targets.kserve.cluster import writer_annotations
     from zeroserve.targets.kserve.rollout import ModelStatus
 
@@ -387,6 +372,7 @@ def _change_canary(
         canary=percent,
         revision=status.latest_revision,
         rolled_out=status.rolled_out_revision,
+        **(details or {}),
     )
     changes = writer_annotations() | with_record(current, entry)
     _note(post_event(cluster.core, cluster.set_canary(current, percent, changes), entry))

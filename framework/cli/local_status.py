@@ -46,11 +46,7 @@ def print_local_status(url: str, name: str | None, output_format: str) -> None:
     from rich.table import Table
 
     status = fetch_local_status(url)
-    models = status["models"]
-    if name is not None:
-        if name not in models:
-            raise UsageError(f"model '{name}' is not served at {url} (models: {', '.join(models)})")
-        models = {name: models[name]}
+    models, splits, name = _selected(status, name, url)
     if output_format == "json":
         click.echo(json.dumps({**status, "models": models}, indent=2))
         return
@@ -72,6 +68,8 @@ def print_local_status(url: str, name: str | None, output_format: str) -> None:
     else:
         mode = "fork" if status["fork"] else f"spawn ({status['fork_off_reason']})"
         click.echo(f"workers start by {mode}")
+    for split_name, split in splits.items():
+        click.echo(_split_line(split_name, split))
     if name is not None and models[name]["last_cold_start"]:
         timeline = models[name]["last_cold_start"].get("worker_timeline") or {}
         for phase in timeline.get("phases", []):
@@ -79,6 +77,40 @@ def print_local_status(url: str, name: str | None, output_format: str) -> None:
     ray = status.get("engine") == "ray"  # drift is counted in each replica there
     if name is not None and models[name]["state"] == "ready" and not ray:  # never wake one
         print_drift(url, name)
+
+
+def _selected(
+    status: dict[str, Any], name: str | None, url: str
+) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+    """What a status for ``name`` shows: one model, the versions of a split name, or all."""
+    models, splits = status["models"], status.get("splits") or {}
+    if name is None:
+        return models, splits, None
+    if name in splits and name not in models:
+        chosen = {name: splits[name]}
+        return {model: models[model] for model in _members(chosen)}, chosen, None
+    if name not in models:
+        raise UsageError(f"model '{name}' is not served at {url} (models: {', '.join(models)})")
+    return {name: models[name]}, {}, name
+
+
+def _members(splits: dict[str, Any]) -> set[str]:
+    return {
+        member["model"]
+        for split in splits.values()
+        for member in [*split["versions"].values(), *([split["shadow"]] if split["shadow"] else [])]
+    }
+
+
+def _split_line(name: str, split: dict[str, Any]) -> str:
+    """``split iris: v1 (iris-v1) 90%, v2 (iris-v2) 10%; shadow v3 (iris-v3)``"""
+    shares = ", ".join(
+        f"{label} ({version['model']}) {version['weight']}%"
+        for label, version in split["versions"].items()
+    )
+    shadow = split["shadow"]
+    mirrored = f"; shadow {shadow['label']} ({shadow['model']})" if shadow else ""
+    return f"split {name}: {shares}{mirrored}"
 
 
 def print_drift(url: str, name: str) -> None:

@@ -15,10 +15,10 @@ from zeroserve.cli.deploy import (
     deploy_command,
     promote_command,
     rollback_command,
-    rollout_command,
     status_command,
 )
 from zeroserve.cli.history import history_command
+from zeroserve.cli.rollout import rollout_command
 from zeroserve.cli.serve import predict, serve
 from zeroserve.cli.validate import validate_command
 from zeroserve.coldstart import ColdStartError
@@ -63,10 +63,10 @@ cli.add_command(package_command)
 cli.add_command(build_command)
 cli.add_command(validate_command)
 cli.add_command(history_command)
+cli.add_command(rollout_command)
 for command in (
     deploy_command,
     status_command,
-    rollout_command,
     promote_command,
     rollback_command,
     delete_command,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,7 +104,7 @@ def shift(task: str, baseline: Sequence[Any], candidate: Sequence[Any]) -> dict[
     if task == "classification":
         old, new = Counter(map(_label, baseline)), Counter(map(_label, candidate))
         classes = sorted(set(old) | set(new), key=repr)
-        result = {"psi": _psi([old[c] for c in classes], [new[c] for c in classes])}
+        result = {"psi": class_psi(old, new)}
         if len(classes) > 1:
             statistic = _chi2_statistic([old[c] for c in classes], [new[c] for c in classes])
             result["chi2"] = statistic
@@ -112,6 +112,12 @@ def shift(task: str, baseline: Sequence[Any], candidate: Sequence[Any]) -> dict[
         return result
     edges = _deciles([float(v) for v in baseline])
     return {"psi": _psi(_binned(baseline, edges), _binned(candidate, edges))}
+
+
+def class_psi(baseline: Mapping[Any, int], candidate: Mapping[Any, int]) -> float:
+    """PSI of two counts of predicted classes."""
+    classes = sorted(set(baseline) | set(candidate), key=repr)
+    return _psi([baseline.get(c, 0) for c in classes], [candidate.get(c, 0) for c in classes])
 
 
 def _deciles(values: list[float]) -> list[float]:

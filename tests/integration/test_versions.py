@@ -181,3 +181,14 @@ def test_a_bad_split_exits_2_with_one_line(flags: tuple[str, ...], message: str)
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_status_shows_a_split_and_its_versions(split_server: RunningServer) -> None:
+    shown = run_zeroserve("status", "echo", "--local", "--url", split_server.url)
+    assert shown.returncode == 0, shown.stderr
+    assert (
+        "split echo: v1 (echo-v1) 80%, v2 (echo-v2) 20%; shadow broken (echo-broken)"
+        in shown.stdout
+    )
+    assert "echo-v1" in shown.stdout
+    assert "echo-flaky" not in shown.stdout  # only the split's versions
