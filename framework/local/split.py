@@ -103,6 +103,8 @@ class TrafficSplit:
         self.pools = pools
         self.numbered = 0  # answers observed, across versions: what ``since`` counts
         self.shadow_failures: deque[dict[str, Any]] = deque(maxlen=RECENT_SHADOW_FAILURES)
+        self.shadow_in_flight = 0
+        self.shadow_skipped = 0  # copies not sent: the shadow held as many as it can serve
         self.random = random.Random()
 
     @property
@@ -130,7 +132,21 @@ class TrafficSplit:
             version = max(self.versions, key=lambda v: v.weight)
         self._send(version, request, TallyingClient(client, version) if post else client)
         if self.shadow is not None and post and version is not self.shadow:
-            self._send(self.shadow, request, ShadowClient(self, self.shadow))
+            self._mirror(self.shadow, request)
+
+    def _mirror(self, shadow: Version, request: Request) -> None:
+        """A copy for the shadow, unless it already holds as many as it can serve at once
+        (twice its replicas' concurrency): a shadow that falls behind skips copies, counted,
+        rather than piling them up."""
+        spec = self.pools[shadow.model].spec
+        if self.shadow_in_flight >= 2 * spec.concurrency * spec.max_replicas:
+            self.shadow_skipped += 1
+            activator_metrics().version_answers.labels(
+                self.name, shadow.label, "shadow", "skipped"
+            ).inc()
+            return
+        self.shadow_in_flight += 1
+        self._send(shadow, request, ShadowClient(self, shadow), mirrored=True)
 
     def _pinned(self, label: str) -> Version | None:
         return next((v for v in self.members if label in (v.label, v.model)), None)
@@ -139,17 +155,22 @@ class TrafficSplit:
         versions = self.versions
         return self.random.choices(versions, weights=[v.weight for v in versions])[0]
 
-    def _send(self, version: Version, request: Request, client: Any) -> None:
+    def _send(
+        self, version: Version, request: Request, client: Any, mirrored: bool = False
+    ) -> None:
         old, new = b"/models/" + self.name.encode(), b"/models/" + version.model.encode()
         forwarded = dataclasses.replace(request, url=request.url.replace(old, new, 1))
         began = time.perf_counter()
-        self.pools[version.model].route(forwarded, client, self._observer(version, began))
+        observe = self._observer(version, began, mirrored)
+        self.pools[version.model].route(forwarded, client, observe)
 
-    def _observer(self, version: Version, began: float) -> Callable[[int], None]:
+    def _observer(self, version: Version, began: float, mirrored: bool) -> Callable[[int], None]:
         metrics = activator_metrics()
 
         def observe(status: int) -> None:
             seconds = time.perf_counter() - began
+            if mirrored:
+                self.shadow_in_flight -= 1
             status = status or CLIENT_GONE
             version.answers[status] += 1
             self.numbered += 1
@@ -179,6 +200,7 @@ class TrafficSplit:
                 {"label": self.shadow.label, **self.shadow.describe(since)} if self.shadow else None
             ),
             "shadow_failures": list(self.shadow_failures),
+            "shadow_skipped": self.shadow_skipped,
         }
 
     def change_weights(self, body: bytes) -> None:

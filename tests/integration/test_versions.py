@@ -192,3 +192,22 @@ def test_status_shows_a_split_and_its_versions(split_server: RunningServer) -> N
     )
     assert "echo-v1" in shown.stdout
     assert "echo-flaky" not in shown.stdout  # only the split's versions
+
+
+def test_a_shadow_that_falls_behind_skips_copies_and_never_slows_clients(tmp_path: Path) -> None:
+    server = start_server(ECHO, tmp_path / "stuck.log", "--shadow", "echo-v1=echo-stuck")
+    try:
+        wait_ready(server, "echo-v1")
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            for _ in range(20):  # back to back
+                response = client.post("/v1/models/echo-v1:predict", json=PREDICT)
+                assert response.status_code == 200, response.text
+        found = httpx.get(f"{server.url}/zeroserve/splits/echo-v1", timeout=10).json()
+        # every client was answered while the shadow (one copy at a time, a second each) had
+        # answered almost none of its copies: no client waited for it
+        assert sum(found["shadow"]["answers"].values()) < 5, found
+        # it holds two copies at most (twice its concurrency of 1); the rest were skipped
+        assert found["shadow_skipped"] >= 15, found
+        assert found["versions"]["echo-v1"]["answers"] == {"200": 20}
+    finally:
+        server.stop()
