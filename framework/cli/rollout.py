@@ -99,6 +99,8 @@ def rollout_command(
 
     if canary is not None:
         checked_percent(canary)
+    if candidate is not None and not local:
+        raise UsageError("--candidate names a version of a local split: add --local")
     if analyze:
         from zeroserve.delivery.canary import steps_from
 
@@ -111,8 +113,11 @@ def rollout_command(
     elif canary is None:
         raise UsageError("give --canary PERCENT, or --analyze to step it with an analysis")
     elif local:
-        _local_split(url, name, candidate).change(canary, "rollout", {})
-        click.echo(f"{name}: {candidate or 'the candidate'} gets {canary}% of traffic")
+        split = _local_split(url, name, candidate)
+        split.change(canary, "rollout", {})
+        click.echo(
+            f"{name}: {split.candidate} gets {canary}% of traffic, {split.baseline} the rest"
+        )
     else:
         from zeroserve.targets.kserve.rollout import check_rollout
 

@@ -128,3 +128,17 @@ def test_no_server_and_bad_steps_are_one_line_each(tmp_path: Path) -> None:
     assert "give --prometheus URL" in cluster.stderr
     for result in (nothing, steps, cluster):
         assert "Traceback" not in result.stderr
+
+
+def test_a_local_split_is_moved_by_hand(server: RunningServer, tmp_path: Path) -> None:
+    env = {**os.environ, "ZEROSERVE_HISTORY": str(tmp_path / "history.jsonl")}
+    moved = run_zeroserve("rollout", "flaky", "--local", "--url", server.url, "--canary", "30",
+                          "--candidate", "echo-flaky", env=env)  # fmt: skip
+    assert moved.returncode == 0, moved.stderr
+    assert "flaky: echo-flaky gets 30% of traffic, echo-v1 the rest" in moved.stdout
+    assert weights(server, "flaky") == {"echo-v1": 70, "echo-flaky": 30}
+    (entry,) = [json.loads(line) for line in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert (entry["action"], entry["canary"], entry["candidate"]) == ("rollout", 30, "echo-flaky")
+    elsewhere = run_zeroserve("rollout", "flaky", "--canary", "30", "--candidate", "echo-flaky")
+    assert elsewhere.returncode == 2
+    assert "add --local" in elsewhere.stderr
