@@ -88,6 +88,18 @@ def deploy_command(
         _deploy_found(settings, find_predictors(code), validation=validation, **options)
 
 
+def _note_local_traffic(spec: Any) -> None:
+    """``traffic=Traffic(...)`` splits a name in `zeroserve serve`; a cluster splits revisions."""
+    if spec.traffic is not None:
+        click.secho(
+            f"note: {spec.name}'s traffic=Traffic(route='{spec.traffic.route}') applies to "
+            f"`zeroserve serve`; here {spec.name} is an InferenceService of its own. To send it "
+            f"part of {spec.traffic.route}'s traffic, deploy it as {spec.traffic.route} with "
+            "--canary N and step it with `zeroserve rollout --analyze`",
+            err=True,
+        )
+
+
 def _deploy_found(
     settings: Settings,
     found: list[Any],
@@ -109,6 +121,8 @@ def _deploy_found(
     from zeroserve.targets.kserve.render import RenderOptions
     from zeroserve.targets.kserve.rollout import canary_for_deploy
 
+    for item in found:
+        _note_local_traffic(item.declaration.spec)
     cluster = _cluster(kubeconfig)
     cluster.list_models(namespace)  # fail fast (no cluster, KServe or rights) before any push
     live = {item.name: cluster.find(item.name, namespace) for item in found}

@@ -91,3 +91,13 @@ def test_a_traffic_declaration_is_checked_when_the_class_is_decorated() -> None:
         build_spec("Iris", {"name": "iris", "traffic": {"route": "iris", "weight": 5}})
     with pytest.raises(SpecError, match="traffic.weight"):
         build_spec("Iris", {"name": "iris-v2", "traffic": {"route": "iris", "weight": 150}})
+
+
+def test_deploy_says_a_traffic_declaration_is_for_serve(capsys: pytest.CaptureFixture[str]) -> None:
+    from zeroserve.cli.deploy import _note_local_traffic
+
+    _note_local_traffic(PredictorSpec(name="iris-v2", traffic=Traffic(route="iris", weight=10)))
+    _note_local_traffic(PredictorSpec(name="iris"))
+    noted = capsys.readouterr().err
+    assert noted.count("note:") == 1
+    assert "deploy it as iris with --canary N" in noted
