@@ -28,20 +28,24 @@ def analysis_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """The analysis's limits, with Flagger's and Kayenta's defaults."""
     options = [
         click.option("--steps", default=None, help="Rising percents [default: 10,25,50,100]."),
-        click.option("--interval", type=float, default=60.0, show_default=True,
+        click.option("--interval", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
                      help="Seconds at each step before it is judged."),
-        click.option("--min-success-rate", type=float, default=99.0, show_default=True,
+        click.option("--min-success-rate", type=click.FloatRange(0, 100), default=99.0,
+                     show_default=True,
                      help="Percent of the candidate's answers that must not be 5xx."),
-        click.option("--max-p99-ms", type=float, default=500.0, show_default=True),
-        click.option("--max-latency-ratio", type=float, default=1.5, show_default=True,
+        click.option("--max-p99-ms", type=click.FloatRange(min=0), default=500.0,
+                     show_default=True, help="Largest p99 latency of the candidate."),
+        click.option("--max-latency-ratio", type=click.FloatRange(min=1), default=1.5,
+                     show_default=True,
                      help="A candidate significantly slower (Mann-Whitney U, p < 0.05) fails "
                      "when its median latency is over this many times the baseline's."),
-        click.option("--max-psi", type=float, default=0.2, show_default=True,
+        click.option("--max-psi", type=click.FloatRange(min=0), default=0.2, show_default=True,
                      help="Largest shift of the predicted classes (PSI) against the baseline's."),
-        click.option("--min-requests", type=int, default=20, show_default=True,
+        click.option("--min-requests", type=click.IntRange(min=1), default=20, show_default=True,
                      help="Fewer answers on a side in an interval: no verdict, the step waits."),
-        click.option("--max-waits", type=int, default=3, show_default=True,
-                     help="Intervals without a verdict before the rollout rolls back."),
+        click.option("--max-waits", type=click.IntRange(min=1), default=3, show_default=True,
+                     help="Intervals without a verdict before the rollout rolls back (without "
+                     "figures: stops where it is)."),
     ]  # fmt: skip
     for option in reversed(options):
         command = option(command)
