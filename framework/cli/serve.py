@@ -239,6 +239,14 @@ def _serve_on_ray(
 
     resources = parse_resource_flags(ray_resources)
     found = find_predictors(target)
+    for item in found:
+        traffic = item.declaration.spec.traffic
+        if traffic is not None:
+            click.secho(
+                f"note: {item.name}'s traffic=Traffic(route='{traffic.route}') splits a name on "
+                f"the local engine; on Ray, {item.name} is served under its own name",
+                err=True,
+            )
     check_runnable([item.declaration for item in found], resources)
     sock = bind_socket(settings.server.host, settings.server.port)
     where = f"http://{settings.server.host}:{sock.getsockname()[1]}"
