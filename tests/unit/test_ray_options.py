@@ -133,3 +133,33 @@ def test_a_vllm_predictor_maps_like_any_other() -> None:
     found = declaration_of(model)
     assert found is not None
     assert deployment_options(found)["ray_actor_options"]["num_gpus"] == 1
+
+
+def test_a_ray_client_server_that_fails_to_start_is_tried_again() -> None:
+    from zeroserve.targets.ray.engine import CLIENT_SERVER_FAILED, init_with_retries
+
+    calls: list[str] = []
+
+    def flaky_init() -> None:
+        calls.append("init")
+        if calls.count("init") < 3:
+            raise ConnectionAbortedError(
+                f"Initialization failure from server: {CLIENT_SERVER_FAILED}"
+            )
+
+    init_with_retries(flaky_init, lambda: calls.append("shutdown"), attempts=3)
+    assert calls == ["init", "shutdown", "init", "shutdown", "init"]
+
+    def never_starts() -> None:
+        raise ConnectionAbortedError(f"Initialization failure from server: {CLIENT_SERVER_FAILED}")
+
+    with pytest.raises(ConnectionAbortedError):  # still failing after the last try
+        init_with_retries(never_starts, lambda: None, attempts=2)
+
+    def unreachable() -> None:
+        raise ConnectionError("could not connect to 127.0.0.1:1")
+
+    tries: list[int] = []
+    with pytest.raises(ConnectionError, match="could not connect"):  # not retried: no such server
+        init_with_retries(lambda: tries.append(1) or unreachable(), lambda: None)
+    assert tries == [1]

@@ -12,6 +12,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,10 @@ logger = logging.getLogger("zeroserve")
 HANDLE_METRICS_PUSH = "RAY_SERVE_HANDLE_AUTOSCALING_METRIC_PUSH_INTERVAL_S"
 HANDLE_METRICS_PUSH_S = "0.1"
 FAILED_STATES = {"DEPLOY_FAILED", "UNHEALTHY"}
+# Ray Client's proxy forks a server per client, which sometimes dies at birth (ray-project/ray
+# #63202: "Starting Ray client server failed", some 7% of connections); the next try works
+CLIENT_SERVER_FAILED = "Starting Ray client server failed"
+CONNECT_ATTEMPTS = 3
 DEPLOY_POLL_S = 0.1
 
 
@@ -73,13 +78,16 @@ class RayEngine:
 
         self._staged = _stage_code(found)
         try:
-            ray.init(
-                address=self.address,
-                namespace=REGISTRY_NAMESPACE,
-                runtime_env={"working_dir": str(self._staged)},
-                include_dashboard=False if self.address is None else None,
-                logging_level=logging.WARNING,
-                log_to_driver=True,
+            init_with_retries(
+                lambda: ray.init(
+                    address=self.address,
+                    namespace=REGISTRY_NAMESPACE,
+                    runtime_env={"working_dir": str(self._staged)},
+                    include_dashboard=False if self.address is None else None,
+                    logging_level=logging.WARNING,
+                    log_to_driver=True,
+                ),
+                ray.shutdown,
             )
         except ConnectionError as exc:
             raise UsageError(
@@ -208,6 +216,23 @@ class RayEngine:
             ray.shutdown()
         if self._staged is not None:
             shutil.rmtree(self._staged.parent, ignore_errors=True)
+
+
+def init_with_retries(
+    init: Callable[[], object], shutdown: Callable[[], object], attempts: int = CONNECT_ATTEMPTS
+) -> None:
+    """``init()``, tried again (after ``shutdown()``) while Ray Client's server fails to start."""
+    for attempt in range(1, attempts + 1):
+        try:
+            init()
+            return
+        except ConnectionError as exc:
+            if CLIENT_SERVER_FAILED not in str(exc) or attempt == attempts:
+                raise
+            logger.warning("Ray Client's server did not start (try %d of %d): trying again",
+                           attempt, attempts)  # fmt: skip
+            shutdown()
+            time.sleep(0.5 * attempt)
 
 
 def _stage_code(found: list[FoundPredictor]) -> Path:
