@@ -81,7 +81,7 @@ def plan_splits(
         route, versions = parse_split_flag(text)
         if route in plans:
             raise UsageError(f"--split names '{route}' twice; give each name one --split")
-        plan = plans[route] = SplitPlan(_route_name(route, specs, "--split"))
+        plan = plans[route] = SplitPlan(_route_name(route, "--split"))
         plan.versions = [_version(route, label, weight, specs) for label, weight in versions]
     _add_declared(plans, specs)
     for text in shadow_flags:
@@ -142,7 +142,7 @@ def _single(route: str, specs: dict[str, PredictorSpec], plans: dict[str, SplitP
     return plan
 
 
-def _route_name(route: str, specs: dict[str, PredictorSpec], flag: str) -> str:
+def _route_name(route: str, flag: str) -> str:
     if not DNS_LABEL.match(route):
         raise UsageError(f"{flag} {route}=...: a model name is lowercase letters, digits and '-'")
     return route
