@@ -51,6 +51,10 @@ def at_zero(front: RunningServer, model: str) -> bool:
     return item["state"] == "zero" and not item["replica_states"] and not item["replicas"]
 
 
+def last_cold_start(front: RunningServer, model: str) -> dict[str, Any]:
+    return dict(status(front)["models"][model]["last_cold_start"] or {})
+
+
 def test_twenty_requests_held_at_zero_are_all_answered_then_it_returns_to_zero(
     ray_front: RunningServer,
 ) -> None:
@@ -59,13 +63,21 @@ def test_twenty_requests_held_at_zero_are_all_answered_then_it_returns_to_zero(
     answers = asyncio.run(post_all(f"{ray_front.url}/v1/models/echo:predict", bodies))
     assert [a.status_code for a in answers] == [200] * 20, [a.text for a in answers]
     assert [a.json() for a in answers] == [{"predictions": [i + 6.0]} for i in range(20)]
-    last = status(ray_front)["models"]["echo"]["last_cold_start"]
+    # the replica reports its timeline to the front's poll a moment after it answers
+    wait_for(
+        lambda: "worker_timeline" in last_cold_start(ray_front, "echo"),
+        30,
+        "the cold start's worker timeline",
+        ray_front,
+    )
+    last = last_cold_start(ray_front, "echo")
     assert last["trigger"] == "request"
     assert last["first_response_s"] > 0
     phases = [phase["name"] for phase in last["worker_timeline"]["phases"]]
     assert (phases[0], phases[-1]) == ("imports", "ready"), phases
     # scale_to_zero_after=2: Ray Serve (min_replicas 0) stops the replica; nothing stays up
     wait_for(lambda: at_zero(ray_front, "echo"), 90, "echo back at zero", ray_front)
+    assert last_cold_start(ray_front, "echo")["worker_timeline"] == last["worker_timeline"]
 
 
 def test_a_custom_resource_places_the_model_on_the_worker_node(ray_front: RunningServer) -> None:

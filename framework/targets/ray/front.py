@@ -77,6 +77,18 @@ class ModelTracker:
             elapsed = time.monotonic() - self._cold_start_began
             self.cold_start["first_response_s"] = round(elapsed, 4)
 
+    def replicas_seen(self, replicas: list[dict[str, Any]], read_at: float) -> None:
+        """Ray's view of the replicas, just read. The cold start keeps its replica's timeline, so
+        it still shows once that replica is gone (a replica reports a moment after it answers)."""
+        self.replicas = replicas
+        self.polled_at = read_at
+        last = self.cold_start
+        if last is None or "worker_timeline" in last or not replicas:
+            return
+        newest = max(replicas, key=lambda where: where["started_at"])
+        if newest["started_at"] >= last["started_at"]:
+            last.update(ready_s=newest["ready_s"], worker_timeline=newest["timeline"])
+
     def state(self) -> str:
         if self.failure:
             return "failed"
@@ -88,9 +100,6 @@ class ModelTracker:
         """This model's part of GET /zeroserve/status (the local activator's shape)."""
         spec = self.spec
         last = dict(self.cold_start) if self.cold_start else None
-        if last is not None and self.replicas:
-            newest = max(self.replicas, key=lambda where: where["started_at"])
-            last.update(ready_s=newest["ready_s"], worker_timeline=newest["timeline"])
         return {
             "state": self.state(),
             "serve_state": self.serve_state,

@@ -94,8 +94,7 @@ class RayFrontServer(LocalModelServer):
                 tracker.serve_state = state["state"]
                 tracker.message = state["message"]
                 tracker.replica_states = state["replica_states"]
-                tracker.replicas = replicas.get(name, [])
-                tracker.polled_at = read_at
+                tracker.replicas_seen(replicas.get(name, []), read_at)
             await asyncio.sleep(POLL_EVERY_S)
 
     def _read_ray(self) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
