@@ -20,7 +20,7 @@ from zeroserve.coldstart.errors import (
 )
 from zeroserve.coldstart.manifest import ArtifactManifest, FileEntry, manifest_of_folder
 from zeroserve.coldstart.preload import exit_code_for, preload
-from zeroserve.coldstart.timeline import StartupTimeline
+from zeroserve.coldstart.timeline import StartupTimeline, active_timeline
 
 __all__ = [
     "ArtifactManifest",
@@ -39,6 +39,7 @@ __all__ = [
     "ModelRef",
     "ResolvedArtifact",
     "StartupTimeline",
+    "active_timeline",
     "StoreAccessError",
     "UnsafeManifest",
     "exit_code_for",

@@ -9,6 +9,7 @@ engine (Ray Serve) reuses it as it is.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 import logging
@@ -92,7 +93,7 @@ class PredictorRunner:
                 continue
             args = (self.model_dir,) if phase == "load" and self.declaration.takes_model_dir else ()
             try:
-                with self.timeline.phase(phase, model=self.name):
+                with self.timeline.phase(phase, model=self.name), self.timeline.active():
                     await _call_user(method, *args)
             except Exception as exc:
                 raise LoadError(model=self.name, phase=phase, cause=exc) from exc
@@ -278,10 +279,12 @@ def _context_switches() -> tuple[int, int]:
 
 
 async def _call_user(method: Any, *args: Any) -> Any:
-    """Await an ``async def`` on the event loop; run a plain ``def`` in a thread."""
+    """Await an ``async def`` on the event loop; run a plain ``def`` in a thread (in this
+    context: ``active_timeline()`` and tracing work there too)."""
     if inspect.iscoroutinefunction(method):
         return await method(*args)
-    return await asyncio.get_running_loop().run_in_executor(None, functools.partial(method, *args))
+    run = functools.partial(contextvars.copy_context().run, method, *args)
+    return await asyncio.get_running_loop().run_in_executor(None, run)
 
 
 def describe_result(result: Any) -> str:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import gc
+import json
 import logging
 import signal
 import socket
@@ -334,8 +336,16 @@ class LocalModelServer(ModelServer):  # type: ignore[misc]
         names = [model.name for model in models]
         record_startup(self.timeline.as_dict(), names)
         timeline_spans(self.timeline.as_dict(), self.timeline.origin, ",".join(names))
+        self.timeline.on_late_phase = functools.partial(_late_phase, self.timeline, names)
         if self.on_ready is not None:
             self.on_ready()
+
+
+def _late_phase(timeline: StartupTimeline, models: list[str], phase: dict[str, Any]) -> None:
+    """A phase of the start seen after ready (an LLM's first token): logged and counted too."""
+    logger.info("%s", json.dumps({"event": "startup_phase", "models": models, **phase}))
+    record_startup({"phases": [phase]}, models)
+    timeline_spans({"phases": [phase]}, timeline.origin, ",".join(models))
 
 
 def _load_error(model: str, cause: Exception) -> LoadError:

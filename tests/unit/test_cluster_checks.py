@@ -34,6 +34,18 @@ def test_the_message_names_every_phase_and_the_total() -> None:
         "cold start 1.65s: fetch 1.20s, dependency environment -, imports 0.80s, load 0.30s, "
         "warm-up 0.10s"
     )
+    llm = [
+        {"name": "load", "start_s": 0.2, "end_s": 1.7, "model": "chat"},
+        {"name": "engine_start", "start_s": 0.3, "end_s": 1.6},
+        {"name": "engine_core_start", "start_s": 0.3, "end_s": 0.5},
+        {"name": "weight_load", "start_s": 0.5, "end_s": 0.9},
+        {"name": "kv_cache", "start_s": 0.9, "end_s": 1.4},
+        {"name": "ready", "start_s": 1.75, "end_s": 1.75},
+    ]
+    assert cold_start_message({"phases": llm}) == (
+        "cold start 1.75s: fetch -, dependency environment -, imports -, load 1.50s, warm-up - "
+        "(engine 1.30s: engine core start 0.20s, weights 0.40s, KV cache 0.50s)"
+    )
 
 
 @pytest.mark.parametrize(

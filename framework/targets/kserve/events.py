@@ -32,12 +32,21 @@ PHASES = (
     ("load", ("load",)),
     ("warm-up", ("warmup",)),
 )
+# an LLM engine's phases inside its load, named where the engine reported them (vllm_start)
+ENGINE_PHASES = (
+    ("engine core start", "engine_core_start"),
+    ("weights", "weight_load"),
+    ("KV cache", "kv_cache"),
+    ("compile", "compile"),
+)
 
 
 def cold_start_message(timeline: dict[str, Any]) -> str:
     """``cold start 3.21s: fetch 1.20s, dependency environment -, imports 0.81s, load 0.90s,
     warm-up 0.30s``: each phase's own seconds (``-``: it did not run) and the wall time from the
-    process start to ready (phases may overlap: weights are fetched while code imports)."""
+    process start to ready (phases may overlap: weights are fetched while code imports). An LLM's
+    load adds its engine's phases: ``(engine 0.80s: engine core start 0.10s, weights 0.30s, KV
+    cache 0.20s, compile 0.10s)``."""
     spent: dict[str, float] = {}
     total = 0.0
     for phase in timeline["phases"]:
@@ -50,7 +59,11 @@ def cold_start_message(timeline: dict[str, Any]) -> str:
     for label, names in PHASES:
         seconds = [spent[name] for name in names if name in spent]
         parts.append(f"{label} {sum(seconds):.2f}s" if seconds else f"{label} -")
-    return f"cold start {total:.2f}s: " + ", ".join(parts)
+    message = f"cold start {total:.2f}s: " + ", ".join(parts)
+    if "engine_start" in spent:
+        engine = [f"{label} {spent[name]:.2f}s" for label, name in ENGINE_PHASES if name in spent]
+        message += f" (engine {spent['engine_start']:.2f}s: " + ", ".join(engine) + ")"
+    return message
 
 
 @dataclass(frozen=True)
