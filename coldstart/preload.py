@@ -30,6 +30,10 @@ from zeroserve.coldstart.errors import (
 )
 from zeroserve.coldstart.fetch import Progress
 
+# read-ahead order (read_order): what a loader reads before the weights, then the weights
+DESCRIPTION_SUFFIXES = {".json", ".jinja", ".txt", ".model", ".tiktoken"}
+WEIGHT_SUFFIXES = {".safetensors", ".bin", ".pt", ".pth", ".gguf"}
+
 EXIT_CODES: dict[type[ColdStartError], int] = {
     ReferenceError_: 2,
     ImmutableVersion: 2,
@@ -97,11 +101,25 @@ def expose(entry: Path, into: Path) -> None:
         (into / child.name).symlink_to(child, target_is_directory=child.is_dir())
 
 
+def read_order(folder: Path) -> list[Path]:
+    """The folder's files in the order loaders read them: the small descriptions first (config,
+    tokenizer, the safetensors index: an LLM engine reads all of them before any weight), then
+    the weight shards in name order (vLLM and transformers load ``model-00001-of-…`` first),
+    then the rest."""
+    files = sorted(path for path in folder.rglob("*") if path.is_file())
+
+    def rank(path: Path) -> int:
+        if path.suffix in DESCRIPTION_SUFFIXES:
+            return 0
+        return 1 if path.suffix in WEIGHT_SUFFIXES else 2
+
+    return sorted(files, key=rank)
+
+
 def read_ahead(folder: Path) -> None:
-    """Ask the kernel to bring every file into the page cache, so load() reads from memory."""
-    for path in sorted(folder.rglob("*")):
-        if not path.is_file():
-            continue
+    """Ask the kernel to bring every file into the page cache, so load() reads from memory: in
+    the order a loader reads them (``read_order``), since the kernel reads ahead in turn."""
+    for path in read_order(folder):
         fd = os.open(path, os.O_RDONLY)
         try:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)

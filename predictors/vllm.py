@@ -24,11 +24,19 @@ import logging
 import os
 import shlex
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 from zeroserve import LLMEngine, predictor, spec_of
+from zeroserve.coldstart import StartupTimeline, active_timeline
+from zeroserve.predictors.vllm_sleep import IdleSleep
+from zeroserve.predictors.vllm_start import (
+    forked_engine,
+    sleep_mode_available,
+    streaming_load_format,
+)
 
 logger = logging.getLogger("zeroserve")
 ARGS_VARIABLE = "ZEROSERVE_VLLM_ARGS"
@@ -44,9 +52,11 @@ class VLLMPredictor:
         "vllm.entrypoints.launchers.api_server.entry",
         "vllm.entrypoints.launchers.api_server.app_state",
         "vllm.entrypoints.launchers.cli_args",
+        "zeroserve.predictors.vllm_preimport",  # what the engine's processes import as they start
     )
 
     engine: Any = None
+    sleeper: IdleSleep | None = None  # with llm=LLMEngine(sleep_after=...), where vLLM can sleep
 
     async def load(self, model_dir: Path | None = None) -> None:
         """Start vLLM's engine on the model folder and its OpenAI serving objects."""
@@ -54,9 +64,13 @@ class VLLMPredictor:
         source = str(model_dir) if model_dir is not None else self.model
         if source is None:
             raise ValueError("give the predictor model_uri=... or a `model` class attribute")
-        args = engine_arguments(source, spec.name, spec.llm or LLMEngine())
-        self._scope = _engine_scope(args)
-        self.engine = await self._scope.__aenter__()
+        settings = spec.llm or LLMEngine()
+        can_sleep = settings.sleep_after is not None and _sleep_mode(spec.name)
+        args = await self._start_engine(source, spec.name, settings, can_sleep)
+        if can_sleep and settings.sleep_after is not None:
+            self.sleeper = IdleSleep(self.engine, spec.name, settings.sleep_after)
+            self._watching = asyncio.get_running_loop().create_task(self.sleeper.watch())
+        self.engine.generate = _observed(self.engine.generate, active_timeline(), self.sleeper)
         from starlette.datastructures import State
         from vllm.entrypoints.launchers.api_server.app_state import init_app_state
 
@@ -66,8 +80,34 @@ class VLLMPredictor:
         self.completions = state.openai_serving_completion
         self.chats = state.openai_serving_chat
 
+    async def _start_engine(
+        self, source: str, name: str, settings: LLMEngine, sleep_mode: bool
+    ) -> Any:
+        """Start the engine, with a streaming loader where one was chosen for these weights and
+        with vLLM's default loader if that start fails; return the arguments it started with."""
+        args = engine_arguments(source, name, settings, sleep_mode, streaming=True)
+        try:
+            self._scope = forked_engine(args)
+            self.engine = await self._scope.__aenter__()
+            return args
+        except Exception as exc:
+            default = engine_arguments(source, name, settings, sleep_mode, streaming=False)
+            if default.load_format == args.load_format:  # not a loader chosen here: no retry
+                raise
+            logger.warning(
+                "model '%s': loading with %s failed (%s); loading with vLLM's default loader",
+                name,
+                args.load_format,
+                str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+            )
+        self._scope = forked_engine(default)
+        self.engine = await self._scope.__aenter__()
+        return default
+
     async def close(self) -> None:
         """Shut the engine down (its core process and shared memory) when the server stops."""
+        if self.sleeper is not None:
+            self._watching.cancel()
         if self.engine is not None:
             self.engine = None
             await self._scope.__aexit__(None, None, None)
@@ -117,14 +157,22 @@ def _error_response(exc: Exception) -> Any:
     return create_error_response(exc)
 
 
-def engine_arguments(source: str, name: str, settings: LLMEngine) -> Any:
+def engine_arguments(
+    source: str, name: str, settings: LLMEngine, sleep_mode: bool = False, streaming: bool = False
+) -> Any:
     """vLLM's parsed server arguments: the model, its served name, and the engine settings
-    (``ZEROSERVE_VLLM_ARGS`` replaces the settings where a manifest sets it)."""
+    (``ZEROSERVE_VLLM_ARGS`` replaces the settings where a manifest sets it); with
+    ``--enable-sleep-mode`` where the engine is to sleep when idle, and with ``streaming`` the
+    streaming loader chosen for these weights, if any (``vllm_start.streaming_load_format``)."""
     from vllm.entrypoints.launchers.cli_args import make_arg_parser, validate_parsed_serve_args
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
     override = os.environ.get(ARGS_VARIABLE)
     chosen = shlex.split(override) if override else settings.vllm_args()
+    if sleep_mode and "--enable-sleep-mode" not in chosen:
+        chosen.append("--enable-sleep-mode")
+    if streaming:
+        chosen += streaming_load_format(source, chosen)
     parser = make_arg_parser(FlexibleArgumentParser(prog="zeroserve"))
     try:
         args = parser.parse_args(["--model", source, "--served-model-name", name, *chosen])
@@ -134,10 +182,36 @@ def engine_arguments(source: str, name: str, settings: LLMEngine) -> Any:
     return args
 
 
-def _engine_scope(args: Any) -> contextlib.AbstractAsyncContextManager[Any]:
-    from vllm.entrypoints.launchers.api_server.entry import build_async_engine_client
+def _sleep_mode(model: str) -> bool:
+    """Whether this engine can sleep; where it cannot, say once that the state is skipped."""
+    available = sleep_mode_available()
+    timeline = active_timeline()
+    if timeline is not None:
+        timeline.mark("sleep_mode", available=available)
+    if not available:
+        logger.info(
+            "model '%s': llm.sleep_after is set, but vLLM has no sleep mode on this device: "
+            "the engine stays up until the model scales to zero",
+            model,
+        )
+    return available
 
-    return build_async_engine_client(args)  # type: ignore[no-any-return]
+
+def _observed(generate: Any, timeline: StartupTimeline | None, sleeper: IdleSleep | None) -> Any:
+    """The engine's ``generate`` (which vLLM's OpenAI serving calls too), waking a sleeping engine
+    first, and adding a ``first_token`` phase to the start's timeline, from the engine up to its
+    first output."""
+    pending = [time.monotonic()] if timeline is not None else []
+    serving = sleeper.serving if sleeper is not None else contextlib.nullcontext
+
+    async def generate_observed(*args: Any, **kwargs: Any) -> Any:
+        async with serving():
+            async for output in generate(*args, **kwargs):
+                if pending and timeline is not None:
+                    timeline.record("first_token", pending.pop(), time.monotonic())
+                yield output
+
+    return generate_observed
 
 
 def vllm_predictor(

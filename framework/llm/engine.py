@@ -31,6 +31,10 @@ class LLMEngine(BaseModel):
     extra_args: tuple[str, ...] = ()  # any other vLLM argument, e.g. ("--seed", "1")
     startup_timeout_s: PositiveFloat = 900.0  # engine start allowed before a pod is restarted
     shm_size: str = "2Gi"  # the memory-backed /dev/shm of the pod (tensor-parallel workers)
+    # Idle seconds before the engine sleeps (vLLM's sleep mode, level 1: weights to host memory,
+    # the GPU's memory freed) until the next request wakes it; shorter than scale_to_zero_after.
+    # None: never. Skipped, with one log line, where vLLM has no sleep mode (on a CPU).
+    sleep_after: PositiveFloat | None = None
 
     @field_validator("shm_size")
     @classmethod

@@ -8,6 +8,7 @@ and re-labelled with ``replica`` so series from two replicas never collide.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -17,6 +18,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, g
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from zeroserve.local.status import engine_asleep
 from zeroserve.local.upstream import ReplicaState
 
 if TYPE_CHECKING:
@@ -101,6 +103,12 @@ class PoolCollector:
         failures = GaugeMetricFamily(
             "zeroserve_consecutive_failures", "Failed starts or crashes in a row.", labels=["model"]
         )
+        asleep = GaugeMetricFamily(
+            "zeroserve_model_asleep",
+            "1 while the model's LLM engine sleeps (llm.sleep_after idle seconds), else 0.",
+            labels=["model"],
+        )
+        now = time.monotonic()
         for name, pool in self.pools.items():
             for state in ReplicaState:
                 count = sum(1 for r in pool.replicas.values() if r.state is state)
@@ -109,7 +117,8 @@ class PoolCollector:
             held.add_metric([name], len(pool.waiters))
             cold.add_metric([name], pool.cold_starts)
             failures.add_metric([name], pool.lifecycle.failures)
-        yield from (replicas, in_flight, held, cold, failures)
+            asleep.add_metric([name], 1 if engine_asleep(pool, now) else 0)
+        yield from (replicas, in_flight, held, cold, failures, asleep)
         events = activator_metrics()
         for metric in (
             events.hold,

@@ -29,18 +29,41 @@ class ColdStart:
         self.record.setdefault("first_response_s", round(now - self.began, 4))
 
 
+def engine_asleep(pool: ModelPool, now: float) -> bool:
+    """Whether the model's LLM engine sleeps now: ``llm.sleep_after`` idle seconds with nothing in
+    flight, the rule its worker sleeps by (``zeroserve.predictors.vllm_sleep``), and each ready
+    replica said at its start that its engine can sleep (its timeline's ``sleep_mode`` mark)."""
+    llm = pool.spec.llm
+    if llm is None or llm.sleep_after is None or pool.in_flight or pool.waiters:
+        return False
+    if now - pool.last_active < llm.sleep_after:
+        return False
+    ready = [r for r in pool.replicas.values() if str(r.state) == "ready"]
+    return bool(ready) and all(_can_sleep(replica.timeline) for replica in ready)
+
+
+def _replica_state(state: str, asleep: bool) -> str:
+    return "asleep" if asleep and state == "ready" else state
+
+
+def _can_sleep(timeline: dict[str, Any]) -> bool:
+    marks = [p for p in timeline.get("phases", []) if p.get("name") == "sleep_mode"]
+    return bool(marks) and bool(marks[-1].get("available"))
+
+
 def pool_status(pool: ModelPool) -> dict[str, Any]:
     """One model's part of GET /zeroserve/status."""
     now = time.monotonic()
     last = pool.last_cold_start
+    asleep = engine_asleep(pool, now)
     return {
-        "state": str(pool.lifecycle.state),
+        "state": "asleep" if asleep else str(pool.lifecycle.state),
         "replicas": [
             {
                 "id": replica.id,
                 "pid": replica.pid,
                 "port": replica.port,
-                "state": str(replica.state),
+                "state": _replica_state(str(replica.state), asleep),
                 "in_flight": replica.in_flight,
             }
             for replica in pool.replicas.values()

@@ -91,6 +91,7 @@ def config_map(name: str, key: str) -> ClusterValue:
 
 
 LATER_FIELDS = ("traffic",)
+LLM_LATER_FIELDS = ("sleep_after",)
 
 
 class PredictorSpec(BaseModel):
@@ -117,6 +118,10 @@ class PredictorSpec(BaseModel):
         while unset, so a spec that does not use them keeps the digest it had."""
         unset_later = {name for name in LATER_FIELDS if getattr(self, name) is None}
         fields: dict[str, Any] = self.model_dump(mode="json", exclude=unset_later)
+        if self.llm is not None:
+            for name in LLM_LATER_FIELDS:
+                if getattr(self.llm, name) is None:
+                    del fields["llm"][name]
         return fields
 
     @field_validator("name")
@@ -179,6 +184,14 @@ class PredictorSpec(BaseModel):
             raise ValueError(
                 "an LLM predictor batches continuously inside vLLM; remove batching=... "
                 "(max_num_seqs in llm=... bounds how many sequences share a step)"
+            )
+        sleep_after = self.llm.sleep_after
+        if sleep_after is not None and sleep_after >= self.scale_to_zero_after:
+            raise ValueError(
+                f"llm.sleep_after={sleep_after:g} is not shorter than scale_to_zero_after="
+                f"{self.scale_to_zero_after:g}: the engine would stop before it slept; set "
+                f"sleep_after below {self.scale_to_zero_after:g} (e.g. "
+                f"{self.scale_to_zero_after / 4:g}) or leave it out"
             )
         if self.gpu and self.llm.tensor_parallel_size > self.gpu:
             raise ValueError(

@@ -161,3 +161,30 @@ def test_gc_removes_stale_partial_fills(tmp_path: Path) -> None:
     (stale / "half.bin").write_bytes(b"half")
     assert cache.gc() == [f"partial fill {'0' * 64}"]
     assert not stale.exists()
+
+
+def test_read_ahead_takes_what_a_loader_reads_first_first(tmp_path: Path) -> None:
+    from zeroserve.coldstart.preload import read_ahead, read_order
+
+    names = [
+        "model-00002-of-00002.safetensors",
+        "README.md",
+        "model-00001-of-00002.safetensors",
+        "tokenizer.json",
+        "config.json",
+        "model.safetensors.index.json",
+        "chat_template.jinja",
+    ]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    order = [path.name for path in read_order(tmp_path)]
+    assert order == [
+        "chat_template.jinja",
+        "config.json",
+        "model.safetensors.index.json",
+        "tokenizer.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+        "README.md",
+    ]
+    read_ahead(tmp_path)  # every file opens and is advised: nothing raises

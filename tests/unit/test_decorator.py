@@ -223,6 +223,26 @@ def test_llm_settings_are_validated_at_decoration() -> None:
     assert spec.spec.llm.vllm_args()[-2:] == ["--max-model-len", "256"]
 
 
+def test_an_llm_sleeps_before_it_would_scale_to_zero_and_unset_keeps_the_digest() -> None:
+    class Chat:
+        def predict(self, instances: list[str]) -> list[str]:
+            return instances
+
+    with pytest.raises(SpecError, match=r"sleep_after=600 is not shorter than scale_to_zero_after"):
+        predictor(name="chat", scale_to_zero_after=600, llm={"sleep_after": 600})(Chat)
+    with pytest.raises(SpecError, match="sleep_after"):
+        predictor(name="chat", llm={"sleep_after": 0})(Chat)
+    sleepy = declaration_of(
+        predictor(name="chat", scale_to_zero_after=600, llm={"sleep_after": 60})(Chat)
+    )
+    plain = declaration_of(predictor(name="chat", scale_to_zero_after=600, llm={})(Chat))
+    assert sleepy is not None
+    assert plain is not None
+    assert sleepy.spec.as_json()["llm"]["sleep_after"] == 60
+    assert "sleep_after" not in plain.spec.as_json()["llm"]  # digests of specs before it: unchanged
+    assert "--enable-sleep-mode" not in sleepy.spec.llm.vllm_args()  # added where vLLM can sleep
+
+
 def test_openai_methods_must_both_be_async() -> None:
     class HalfOpenAI:
         async def create_completion(self, request: Any, raw_request: Any = None) -> Any: ...

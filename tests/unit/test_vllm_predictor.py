@@ -1,10 +1,13 @@
-"""The vLLM predictor's corners that need no engine: readiness follows the engine's health.
+"""The vLLM predictor's corners that need no engine: readiness follows the engine's health; the
+forked engine's CPU placement and phases.
 
 The predictor against real vLLM is tests/llm (tox -e llm)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 
 from zeroserve.predictors.vllm import VLLMPredictor
 
@@ -50,3 +53,61 @@ def test_a_models_readiness_asks_the_users_healthy() -> None:
     assert asyncio.run(model.healthy()) is True
     model.instance.alive = False
     assert asyncio.run(model.healthy()) is False
+
+
+def test_the_cores_of_each_openmp_placement_vllm_writes() -> None:
+    from zeroserve.predictors.vllm_start import cores_of
+
+    assert cores_of({"GOMP_CPU_AFFINITY": "0 1 3"}) == {0, 1, 3}
+    assert cores_of({"KMP_AFFINITY": "granularity=fine,explicit,proclist=[2,5]"}) == {2, 5}
+    assert cores_of({"OMP_PLACES": "{4,6}"}) == {4, 6}
+    assert cores_of({"OMP_NUM_THREADS": "2"}) == set()  # nobind: no placement, nothing to pin
+
+
+def test_a_worker_without_a_placement_is_left_as_it_is() -> None:
+    from zeroserve.predictors.vllm_start import bind_forked_cpu_worker
+
+    before = os.sched_getaffinity(0)
+    assert bind_forked_cpu_worker({}) is None
+    assert os.sched_getaffinity(0) == before
+
+
+def test_the_engines_phases_are_read_from_what_its_processes_appended(tmp_path: Path) -> None:
+    from zeroserve.predictors import vllm_start
+
+    sink = tmp_path / "phases.jsonl"
+    assert vllm_start.read_phases(sink) == []  # spawned processes write none
+    vllm_start._launch.update(at=1.0, sink=str(sink))
+    try:
+        vllm_start._write_phase("weight_load", 2.0, 2.5)
+        vllm_start._write_phase("kv_cache", 2.5, 3.0)
+    finally:
+        vllm_start._launch.clear()
+    vllm_start._write_phase("compile", 3.0, 3.1)  # no start under way: nowhere to write
+    assert vllm_start.read_phases(sink) == [
+        {"name": "weight_load", "start": 2.0, "end": 2.5},
+        {"name": "kv_cache", "start": 2.5, "end": 3.0},
+    ]
+
+
+def test_phases_added_after_ready_reach_the_listener_and_a_thread_sees_the_timeline() -> None:
+    from zeroserve.coldstart import StartupTimeline, active_timeline
+    from zeroserve.serving.runner import _call_user
+
+    timeline = StartupTimeline(origin=0.0)
+    seen: list[dict[str, object]] = []
+    timeline.record("load", 1.0, 2.0)
+    timeline.on_late_phase = seen.append
+    timeline.record("first_token", 2.0, 2.25)
+    assert seen == [{"name": "first_token", "start_s": 2.0, "end_s": 2.25}]
+    assert active_timeline() is None
+
+    def load_in_a_thread() -> object:
+        return active_timeline()
+
+    async def load() -> object:
+        with timeline.active():
+            return await _call_user(load_in_a_thread)
+
+    assert asyncio.run(load()) is timeline
+    assert active_timeline() is None
