@@ -6,6 +6,10 @@ from there. Measured:
 - time to first answer from a cold cache and from a warm one: `zeroserve serve` is launched and
   one completion is asked for at once (the activator holds it while the model host fetches the
   weights, imports, and the engine starts);
+- time to first token from zero (`first_token_from_zero_s`): `zeroserve serve` is up, its model
+  host done pre-importing, the model at zero; one completion of one token is asked for. Against
+  `vllm_native_start_s`: vLLM's own server with the same engine arguments, from process start to
+  its first answer. Alternately, median of 3 each; goal: the ratio at most 0.1;
 - generated tokens per second at concurrency 1 and 16 (greedy, 64 tokens per request, EOS
   ignored, non-streaming), through zeroserve's activator and through
   `python -m vllm.entrypoints.openai.api_server` with the same engine arguments. One engine runs
@@ -13,7 +17,8 @@ from there. Measured:
   even idle, takes from the measured one): zeroserve, vLLM, zeroserve, vLLM, ... each measured
   in a few short rounds; each ratio is the median over the pairs of one zeroserve and the next
   vLLM measurement.
-Goals: zeroserve / vLLM >= 0.95 at both concurrencies; concurrency 16 >= 8x concurrency 1.
+Goals: zeroserve / vLLM >= 0.95 at both concurrencies; concurrency 16 >= 8x concurrency 1;
+first token from zero <= 0.1x vLLM's own start.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -39,12 +45,15 @@ SAMPLE = ROOT / "samples" / "tiny-llm"
 MODEL = "tiny-llm"
 GOAL = 0.95
 SCALING_GOAL = 8.0
-PAIRS = 3
+FROM_ZERO_GOAL = 0.1
+START_ROUNDS = 3
+PAIRS = 5
 ROUNDS = 3
 ROUND_SECONDS = 4.0
 CONCURRENCY = (1, 16)
 MAX_TOKENS = 64
 ENGINE_START_S = 900.0
+ONE_TOKEN = {"model": MODEL, "prompt": "Hello", "max_tokens": 1}
 LLM_ENV = {
     "HF_HUB_OFFLINE": "1",
     "VLLM_CPU_KVCACHE_SPACE": "1",
@@ -79,8 +88,10 @@ async def tokens_per_second(completions: str, concurrency: int, seconds: float) 
     return generated / (time.perf_counter() - started)
 
 
-def first_answer_seconds(command: list[str], env: dict[str, str], url: str, log: Path) -> float:
-    """Seconds from launching the server to its first completion (it stays up: caller stops)."""
+def first_answer_seconds(
+    command: list[str], env: dict[str, str], completions: str, log: Path
+) -> float:
+    """Seconds from launching the server to its first completion (stopped once it answered)."""
     started = time.perf_counter()
     with log.open("wb") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
@@ -89,17 +100,60 @@ def first_answer_seconds(command: list[str], env: dict[str, str], url: str, log:
             if process.poll() is not None:
                 raise RuntimeError(f"{command} exited:\n{log.read_text()[-3000:]}")
             with contextlib.suppress(httpx.TransportError):
-                answer = httpx.post(
-                    f"{url}/openai/v1/completions",
-                    json={"model": MODEL, "prompt": "Hello", "max_tokens": 1},
-                    timeout=ENGINE_START_S,
-                )
+                answer = httpx.post(completions, json=ONE_TOKEN, timeout=ENGINE_START_S)
                 if answer.status_code == 200:
                     return time.perf_counter() - started
             time.sleep(0.05)
     finally:
         process.terminate()
         process.wait(timeout=60)
+
+
+def first_token_from_zero(scratch: Path, env: dict[str, str]) -> float:
+    """Seconds to a one-token completion of the model at zero, its activator and model host up
+    (the host done pre-importing: the status says it forks)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "zeroserve", "serve", str(SAMPLE / "model.py")]
+    command += ["--port", str(port), "--no-access-log"]
+    run_env = {**env, "ZEROSERVE_CACHE__ROOT": str(scratch / "cache")}
+
+    def host_up_model_at_zero() -> bool:
+        status = httpx.get(f"{url}/zeroserve/status", timeout=10).json()
+        return bool(status["fork"]) and status["models"][MODEL]["state"] == "zero"
+
+    log = scratch / "from-zero.log"
+    with running(command, host_up_model_at_zero, log, timeout=ENGINE_START_S, env=run_env):
+        started = time.perf_counter()
+        answer = httpx.post(f"{url}/openai/v1/completions", json=ONE_TOKEN, timeout=ENGINE_START_S)
+        answer.raise_for_status()
+        return time.perf_counter() - started
+
+
+def vllm_native_start(scratch: Path, folder: Path, env: dict[str, str]) -> float:
+    """Seconds from launching vLLM's own server (same engine arguments) to its first answer."""
+    port = free_port()
+    command = vllm_command(folder, port)
+    completions = f"http://127.0.0.1:{port}/v1/completions"
+    return first_answer_seconds(command, env, completions, scratch / "vllm-start.log")
+
+
+def from_zero_against_native(scratch: Path, folder: Path, env: dict[str, str]) -> dict[str, Any]:
+    """First token from zero and vLLM's own start, alternately; the medians and their ratio."""
+    ours, theirs = [], []
+    for index in range(START_ROUNDS):
+        ours.append(first_token_from_zero(scratch, env))
+        theirs.append(vllm_native_start(scratch, folder, env))
+        print(f"round {index + 1}: from zero {ours[-1]:.2f} s, vLLM's own start {theirs[-1]:.1f} s")
+    median_ours, median_theirs = statistics.median(ours), statistics.median(theirs)
+    return {
+        "first_token_from_zero_s": round(median_ours, 2),
+        "vllm_native_start_s": round(median_theirs, 1),
+        "from_zero_ratio": round(median_ours / median_theirs, 3),
+        "from_zero_goal": FROM_ZERO_GOAL,
+        "first_token_from_zero_rounds_s": [round(value, 2) for value in ours],
+        "vllm_native_start_rounds_s": [round(value, 1) for value in theirs],
+    }
 
 
 def engine_args() -> list[str]:
@@ -136,8 +190,8 @@ def start_times(scratch: Path, env: dict[str, str]) -> dict[str, float]:
         command = [sys.executable, "-m", "zeroserve", "serve", str(SAMPLE / "model.py")]
         command += ["--port", str(port), "--no-access-log"]
         run_env = {**env, "ZEROSERVE_CACHE__ROOT": str(cache)}
-        url = f"http://127.0.0.1:{port}"
-        times[kind] = first_answer_seconds(command, run_env, url, scratch / f"{kind}.log")
+        completions = f"http://127.0.0.1:{port}/openai/v1/completions"
+        times[kind] = first_answer_seconds(command, run_env, completions, scratch / f"{kind}.log")
         print(f"first answer from a {kind.replace('_', ' ')}: {times[kind]:.1f} s")
     return times
 
@@ -188,15 +242,18 @@ def main() -> dict[str, object]:
         folder, reference = build_and_push(scratch, "bench-llm")
         env = {**os.environ, **LLM_ENV, "ZEROSERVE_TINY_LLM_URI": reference}
         starts = start_times(scratch, env)
+        from_zero = from_zero_against_native(scratch, folder, env)
         figures = compare(scratch, folder, env)
     c1, c16 = figures["c1"], figures["c16"]
     scaling = c16["zeroserve_tokens_per_s"] / c1["zeroserve_tokens_per_s"]
     ratio = min(c1["ratio"], c16["ratio"])
+    fast_from_zero = from_zero["from_zero_ratio"] <= FROM_ZERO_GOAL
     return {
         "bench": "llm",
         "ratio": ratio,
         "goal": GOAL,
-        "met": ratio >= GOAL and scaling >= SCALING_GOAL,
+        "met": ratio >= GOAL and scaling >= SCALING_GOAL and fast_from_zero,
+        **from_zero,
         "c1": c1,
         "c16": c16,
         "c16_over_c1": round(scaling, 2),
@@ -219,9 +276,7 @@ def serve(
         command += ["--port", str(port), "--no-access-log"]
         ready, completions = f"{url}/v2/health/live", f"{url}/openai/v1/completions"
     else:
-        command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]
-        command += ["--model", str(folder), "--served-model-name", MODEL, *engine_args()]
-        command += ["--host", "127.0.0.1", "--port", str(port), "--disable-uvicorn-access-log"]
+        command = vllm_command(folder, port)
         ready, completions = f"{url}/v1/models", f"{url}/v1/completions"
     run_env = {**env, "ZEROSERVE_CACHE__ROOT": str(scratch / "cache")}
     log = scratch / f"{name}-serve.log"
@@ -229,6 +284,13 @@ def serve(
     warm = {"model": MODEL, "prompt": "Hello", "max_tokens": 4}
     httpx.post(completions, json=warm, timeout=ENGINE_START_S).raise_for_status()
     return completions
+
+
+def vllm_command(folder: Path, port: int) -> list[str]:
+    """vLLM's own OpenAI server on the sample's weights, with the sample's engine arguments."""
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server"]
+    command += ["--model", str(folder), "--served-model-name", MODEL, *engine_args()]
+    return command + ["--host", "127.0.0.1", "--port", str(port), "--disable-uvicorn-access-log"]
 
 
 if __name__ == "__main__":
