@@ -36,6 +36,7 @@ from zeroserve.predictors.vllm_start import (
     forked_engine,
     sleep_mode_available,
     streaming_load_format,
+    vllm_name,
 )
 
 logger = logging.getLogger("zeroserve")
@@ -48,12 +49,8 @@ class VLLMPredictor:
     model: str | None = None  # used when the predictor has no model_uri
     max_tokens: int = 64  # per prompt of predict(); OpenAI requests say their own
     # imported once by the local model host, before it forks a worker per replica
-    preimport_modules = (
-        "vllm.entrypoints.launchers.api_server.entry",
-        "vllm.entrypoints.launchers.api_server.app_state",
-        "vllm.entrypoints.launchers.cli_args",
-        "zeroserve.predictors.vllm_preimport",  # what the engine's processes import as they start
-    )
+    # (the server's modules and what the engine's processes import as they start)
+    preimport_modules = ("zeroserve.predictors.vllm_preimport",)
 
     engine: Any = None
     sleeper: IdleSleep | None = None  # with llm=LLMEngine(sleep_after=...), where vLLM can sleep
@@ -72,11 +69,10 @@ class VLLMPredictor:
             self._watching = asyncio.get_running_loop().create_task(self.sleeper.watch())
         self.engine.generate = _observed(self.engine.generate, active_timeline(), self.sleeper)
         from starlette.datastructures import State
-        from vllm.entrypoints.launchers.api_server.app_state import init_app_state
 
         state = State()
         tasks = await self.engine.get_supported_tasks()
-        await init_app_state(self.engine, state, args, tasks)
+        await vllm_name("init_app_state")(self.engine, state, args, tasks)
         self.completions = state.openai_serving_completion
         self.chats = state.openai_serving_chat
 
@@ -152,9 +148,7 @@ class VLLMPredictor:
 
 def _error_response(exc: Exception) -> Any:
     """vLLM's own mapping of an exception to an OpenAI error (a bad request answers 400)."""
-    from vllm.entrypoints.serve.exception_handling.error_response import create_error_response
-
-    return create_error_response(exc)
+    return vllm_name("create_error_response")(exc)
 
 
 def engine_arguments(
@@ -164,7 +158,6 @@ def engine_arguments(
     (``ZEROSERVE_VLLM_ARGS`` replaces the settings where a manifest sets it); with
     ``--enable-sleep-mode`` where the engine is to sleep when idle, and with ``streaming`` the
     streaming loader chosen for these weights, if any (``vllm_start.streaming_load_format``)."""
-    from vllm.entrypoints.launchers.cli_args import make_arg_parser, validate_parsed_serve_args
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
     override = os.environ.get(ARGS_VARIABLE)
@@ -173,12 +166,12 @@ def engine_arguments(
         chosen.append("--enable-sleep-mode")
     if streaming:
         chosen += streaming_load_format(source, chosen)
-    parser = make_arg_parser(FlexibleArgumentParser(prog="zeroserve"))
+    parser = vllm_name("make_arg_parser")(FlexibleArgumentParser(prog="zeroserve"))
     try:
         args = parser.parse_args(["--model", source, "--served-model-name", name, *chosen])
     except SystemExit:  # argparse printed what was wrong
         raise ValueError(f"vLLM refused the engine arguments {chosen}") from None
-    validate_parsed_serve_args(args)
+    vllm_name("validate_parsed_serve_args")(args)
     return args
 
 

@@ -17,6 +17,12 @@ import contextlib
 import importlib
 
 ENGINE_MODULES = (
+    # the server's pieces the predictor calls (vLLM 0.27 on; then where 0.26 keeps them)
+    "vllm.entrypoints.launchers.api_server.entry",
+    "vllm.entrypoints.launchers.api_server.app_state",
+    "vllm.entrypoints.launchers.cli_args",
+    "vllm.entrypoints.openai.api_server",
+    "vllm.entrypoints.openai.cli_args",
     "vllm.engine.arg_utils",
     "vllm.v1.engine.async_llm",
     "vllm.v1.engine.core",

@@ -55,6 +55,24 @@ STREAMING_LOADERS = (
     ("runai_model_streamer", "runai_streamer"),
     ("fastsafetensors", "fastsafetensors"),
 )
+# where vLLM keeps what the predictor calls, newest layout first: vLLM 0.27 on moved the server's
+# pieces to vllm.entrypoints.launchers (0.26 is the CUDA build for torch 2.11)
+VLLM_HOMES = {
+    "init_app_state": (
+        "vllm.entrypoints.launchers.api_server.app_state",
+        "vllm.entrypoints.openai.api_server",
+    ),
+    "make_arg_parser": ("vllm.entrypoints.launchers.cli_args", "vllm.entrypoints.openai.cli_args"),
+    "validate_parsed_serve_args": (
+        "vllm.entrypoints.launchers.cli_args",
+        "vllm.entrypoints.openai.cli_args",
+    ),
+    "propagate_flash_late_interaction": ("vllm.entrypoints.launchers.cli_args",),
+    "create_error_response": (
+        "vllm.entrypoints.serve.exception_handling.error_response",
+        "vllm.entrypoints.serve.utils.error_response",
+    ),
+}
 PLACEMENTS = (("KMP_AFFINITY", r"proclist=\[([\d,]+)\]"), ("OMP_PLACES", r"\{([\d,]+)\}"))
 _launch: dict[str, Any] = {}  # the engine start under way: when, and where its phases go
 _launch_patched: list[bool] = []  # vLLM's worker classes patched (once per process)
@@ -65,12 +83,12 @@ async def forked_engine(args: Any) -> AsyncIterator[Any]:
     """vLLM's ``AsyncLLM`` for the parsed server ``args``, its processes forked from this one; its
     phases go to the active start timeline. Shuts it down (processes, shared memory) on exit."""
     from vllm.engine.arg_utils import AsyncEngineArgs
-    from vllm.entrypoints.launchers.cli_args import propagate_flash_late_interaction
     from vllm.usage.usage_lib import UsageContext
     from vllm.v1.engine.async_llm import AsyncLLM
 
     engine_args = AsyncEngineArgs.from_cli_args(args)
-    propagate_flash_late_interaction(args, engine_args)
+    with contextlib.suppress(ImportError):  # a step of vLLM 0.27 on; earlier ones have none
+        vllm_name("propagate_flash_late_interaction")(args, engine_args)
     usage = UsageContext.OPENAI_API_SERVER
     with _start_method_kept():
         config = engine_args.create_engine_config(usage_context=usage)
@@ -93,6 +111,21 @@ async def forked_engine(args: Any) -> AsyncIterator[Any]:
         yield engine
     finally:
         engine.shutdown(timeout=config.shutdown_timeout)
+
+
+def vllm_name(name: str) -> Any:
+    """What vLLM keeps as ``name``, from the first of its ``VLLM_HOMES`` this vLLM has."""
+    for home in VLLM_HOMES[name]:
+        try:
+            module = importlib.import_module(home)
+        except ModuleNotFoundError:
+            continue
+        if hasattr(module, name):
+            return getattr(module, name)
+    raise ImportError(
+        f"the installed vLLM has no {name} in {' or '.join(VLLM_HOMES[name])}; "
+        "install a vLLM release from 0.26 on"
+    )
 
 
 @contextlib.contextmanager

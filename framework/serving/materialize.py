@@ -86,7 +86,7 @@ class ModelFolders:
     def prefetch(self, uris: list[str]) -> None:
         """Start fetching every remote URI now."""
         for uri in uris:
-            if local_folder(uri) is None and uri not in self._pending:
+            if _fetched(uri) and uri not in self._pending:
                 self._pending[uri] = self._pool.submit(self._fetch, uri)
 
     def _materialize(self, uri: str) -> Lease:
@@ -121,7 +121,7 @@ class ModelFolders:
         if uri is None:
             return found.source.parent
         local = local_folder(uri, base=found.source.parent)
-        if local is not None:
+        if local is not None and not _fetched(uri, base=found.source.parent):
             if not local.is_dir():
                 raise UsageError(f"model '{found.name}': model_uri folder {local} does not exist")
             return local.resolve()
@@ -142,3 +142,17 @@ class ModelFolders:
         self._pool.shutdown(wait=False, cancel_futures=True)
         for lease in self.leases:
             lease.release()
+
+
+def _fetched(uri: str, base: Path | None = None) -> bool:
+    """Whether a model URI goes through the cache: a remote one, or a pushed version in a local
+    store; a local folder is used in place."""
+    local = local_folder(uri, base=base)
+    return local is None or (not local.is_dir() and _pushed_version(local))
+
+
+def _pushed_version(folder: Path) -> bool:
+    """Whether a local URI that is no folder names a pushed version (``STORE/NAME@VERSION``, as
+    `zeroserve push` writes to a local or mounted store): fetched into the cache like any other."""
+    name, _, version = folder.name.partition("@")
+    return bool(name and version) and (folder.parent / name).is_dir()
