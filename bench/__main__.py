@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 
@@ -20,6 +21,7 @@ BENCHMARKS = (
     "peers",
 )
 NEEDS_VLLM = ("llm",)  # run where vLLM is installed: tox -e llm, or python -m bench llm there
+NEEDS_GPU = ("llm_gpu",)  # an NVIDIA GPU and vLLM's CUDA build: an 8B Llama from zero
 NEEDS_RAY = ("ray",)  # run where Ray is installed: the tox env ray, or python -m bench ray there
 
 
@@ -41,8 +43,9 @@ def main(argv: list[str]) -> int:
         *BENCHMARKS,
         *(NEEDS_VLLM if importlib.util.find_spec("vllm") else ()),
         *(NEEDS_RAY if importlib.util.find_spec("ray") else ()),
+        *(NEEDS_GPU if importlib.util.find_spec("vllm") and shutil.which("nvidia-smi") else ()),
     ]
-    known = (*BENCHMARKS, *NEEDS_VLLM, *NEEDS_RAY)
+    known = (*BENCHMARKS, *NEEDS_VLLM, *NEEDS_RAY, *NEEDS_GPU)
     unknown = [name for name in names if name not in known]
     if unknown:
         print(

@@ -62,12 +62,18 @@ LLM_ENV = {
 }
 
 
-async def tokens_per_second(completions: str, concurrency: int, seconds: float) -> float:
+async def tokens_per_second(
+    completions: str,
+    concurrency: int,
+    seconds: float,
+    model: str = MODEL,
+    max_tokens: int = MAX_TOKENS,
+) -> float:
     """Generated tokens per second from ``concurrency`` clients asking back to back."""
     body = {
-        "model": MODEL,
+        "model": model,
         "prompt": "Serverless model serving starts a model when",
-        "max_tokens": MAX_TOKENS,
+        "max_tokens": max_tokens,
         "temperature": 0.0,
         "ignore_eos": True,
     }
