@@ -229,7 +229,7 @@ def _started(init_device: Callable[..., Any], bind: bool) -> Callable[..., Any]:
 
     def started(self: Any) -> Any:
         if bind:
-            bind_forked_cpu_worker(os.environ)
+            keep_serving_off(bind_forked_cpu_worker(os.environ))
         _write_phase("engine_core_start", _launch.get("at", time.monotonic()), time.monotonic())
         return init_device(self)
 
@@ -263,6 +263,30 @@ def bind_forked_cpu_worker(environ: os._Environ[str] | dict[str, str]) -> set[in
             os.sched_setaffinity(int(thread), cores)
     torch.set_num_threads(int(environ.get("OMP_NUM_THREADS") or len(cores)))
     return cores
+
+
+def keep_serving_off(cores: set[int] | None) -> None:
+    """Keep the engine core and the model's serving process (this worker's parent and its parent)
+    off the worker's cores. vLLM binds its CPU worker to ``cores`` and leaves the other cores for
+    them (``VLLM_CPU_NUM_OF_RESERVED_CPU``), but does not bind them there, so the scheduler may
+    put them beside the worker, which spins on its core. Where no other core is allowed, nothing
+    changes."""
+    if not cores:
+        return
+    parent = os.getppid()
+    for pid in (parent, _parent_of(parent)):
+        with contextlib.suppress(OSError):  # gone meanwhile, or not ours to move
+            others = os.sched_getaffinity(pid) - cores
+            if others:
+                for thread in os.listdir(f"/proc/{pid}/task"):
+                    with contextlib.suppress(OSError):
+                        os.sched_setaffinity(int(thread), others)
+
+
+def _parent_of(pid: int) -> int:
+    """The parent of ``pid`` (from /proc: the fields after the command's closing parenthesis)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
 
 
 def cores_of(environ: os._Environ[str] | dict[str, str]) -> set[int]:

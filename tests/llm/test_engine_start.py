@@ -65,7 +65,7 @@ def test_each_engine_phase_is_timed_inside_the_models_load(llm_serving: RunningS
     assert any('"first_token"' in line for line in lines), llm_serving.log_gist()
 
 
-def test_the_forked_cpu_worker_runs_on_the_cores_vllm_placed_it_on(
+def test_the_forked_cpu_worker_has_its_cores_and_the_engine_core_the_others(
     llm_serving: RunningServer,
 ) -> None:
     if len(os.sched_getaffinity(0)) < 2:
@@ -79,8 +79,11 @@ def test_the_forked_cpu_worker_runs_on_the_cores_vllm_placed_it_on(
     cores = {int(core) for core in placed[-1].split(",")}
     for thread in processes["Worker"].threads():
         assert os.sched_getaffinity(thread.id) == cores, thread.id
-    # the core (on the reserved CPUs) keeps its own: not pinned onto the worker's
-    assert os.sched_getaffinity(processes["EngineCore"].pid) != cores
+    # the engine core and the model's serving process run on the other (reserved) cores only
+    others = os.sched_getaffinity(0) - cores
+    for process in (processes["EngineCore"], psutil.Process(replica["pid"])):
+        for thread in process.threads():
+            assert os.sched_getaffinity(thread.id) == others, (process.name(), thread.id)
 
 
 def test_without_sleep_mode_the_asleep_state_is_skipped_and_stopping_leaves_nothing(

@@ -72,6 +72,31 @@ def test_a_worker_without_a_placement_is_left_as_it_is() -> None:
     assert os.sched_getaffinity(0) == before
 
 
+def test_a_parent_is_read_past_a_name_with_spaces_and_parentheses(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from zeroserve.predictors.vllm_start import _parent_of
+
+    odd = tmp_path / "py (1) 2"  # /proc/PID/stat puts the name in parentheses
+    odd.symlink_to(sys.executable)
+    child = subprocess.Popen([str(odd), "-c", "import time; time.sleep(30)"])
+    try:
+        assert _parent_of(child.pid) == os.getpid()
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_with_no_worker_cores_nothing_is_moved() -> None:
+    from zeroserve.predictors.vllm_start import keep_serving_off
+
+    before = os.sched_getaffinity(os.getppid())
+    keep_serving_off(None)
+    keep_serving_off(set())
+    assert os.sched_getaffinity(os.getppid()) == before
+
+
 def test_the_engines_phases_are_read_from_what_its_processes_appended(tmp_path: Path) -> None:
     from zeroserve.predictors import vllm_start
 
