@@ -10,7 +10,8 @@ hook                                needed    form, and when zeroserve calls it
 ``warmup()``                        no        plain ``def``, no arguments; after ``load()``
 ``close()``                         no        ``def`` or ``async def``, no arguments; at stop
 ``healthy()``                       no        ``async def`` or ``def`` returning a bool, no
-                                              arguments; asked by every readiness check
+                                              arguments; asked by every readiness check and
+                                              every 2 s once ready: False replaces the worker
 ``check_request(instances, **o)``   no        plain ``def`` taking what predict() takes;
                                               per request, before batching: raise
                                               ``InvalidPayload`` for what cannot be predicted

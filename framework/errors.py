@@ -39,7 +39,8 @@ Hierarchy::
     │   └── OutOfMemory       predict() raised MemoryError: the process is replaced (503)
     ├── BatchResultMismatch   a batched predict() returned a wrong number of results (500)
     ├── UnencodableResult     predict() returned what cannot be answered as declared (500)
-    └── LoadError             the predictor's load() or warmup() raised; the server cannot serve it
+    ├── LoadError             the predictor's load() or warmup() raised; the server cannot serve it
+    └── ModelUnhealthy        the predictor's healthy() said no once ready: the process is replaced
 """
 
 from __future__ import annotations
@@ -387,6 +388,18 @@ class LoadError(ZeroserveError):
         self.phase = phase
 
 
+class ModelUnhealthy(ZeroserveError):
+    """A ready model's own ``healthy()`` said no (an LLM whose engine died): the process stops so
+    that a fresh one replaces it."""
+
+    def __init__(self, *, model: str, reason: str) -> None:
+        super().__init__(
+            f"model '{model}' is no longer healthy ({reason}); this server process stops so that "
+            "a fresh one replaces it"
+        )
+        self.model = model
+
+
 # The one table: error class -> HTTP status, CLI exit code. Lookup walks the class's MRO, so a
 # subclass inherits its parent's row unless it has one of its own.
 HTTP_STATUS: dict[type[ZeroserveError], int] = {
@@ -410,6 +423,7 @@ HTTP_STATUS: dict[type[ZeroserveError], int] = {
     PredictError: 500,
     OutOfMemory: 503,
     LoadError: 503,
+    ModelUnhealthy: 503,
     Unavailable: 503,
     WorkerUnreachable: 502,
     WorkerDied: 502,

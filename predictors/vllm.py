@@ -26,6 +26,7 @@ import shlex
 import sys
 import time
 import uuid
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -124,16 +125,30 @@ class VLLMPredictor:
     async def create_completion(self, request: Any, raw_request: Any = None) -> Any:
         """An OpenAI completion: the response, its stream of events, or an OpenAI error."""
         try:
-            return await self.completions.create_completion(request, raw_request)
+            answer = await self.completions.create_completion(request, raw_request)
         except Exception as exc:  # vLLM raises what its own server answers as an error body
-            return _error_response(exc)
+            answer = _error_response(exc)
+        return self._unless_engine_died(answer)
 
     async def create_chat_completion(self, request: Any, raw_request: Any = None) -> Any:
         """An OpenAI chat completion (with the tokenizer's chat template), as above."""
         try:
-            return await self.chats.create_chat_completion(request, raw_request)
+            answer = await self.chats.create_chat_completion(request, raw_request)
         except Exception as exc:
-            return _error_response(exc)
+            answer = _error_response(exc)
+        return self._unless_engine_died(answer)
+
+    def _unless_engine_died(self, answer: Any) -> Any:
+        """The answer, or where the engine died under it (vLLM answers 500) a 503 that says the
+        worker is being replaced: the server's health watch stops it, a fresh one starts."""
+        if self.engine is None or not getattr(self.engine, "errored", False):
+            return answer
+        if getattr(getattr(answer, "error", None), "code", 0) < 500:
+            return answer
+        message = "the model's engine stopped; a fresh worker replaces this one: retry the request"
+        return vllm_name("create_error_response")(
+            message, err_type="ServiceUnavailableError", status_code=HTTPStatus.SERVICE_UNAVAILABLE
+        )
 
     async def healthy(self) -> bool:
         """Whether the engine can still serve (False once its core process died)."""

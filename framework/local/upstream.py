@@ -26,6 +26,7 @@ WORKER_EXIT_CAUSES = {  # the exit codes of zeroserve.local.child.worker
     2: " (the model could not be found or imported)",
     3: " (load() or warmup() raised)",
     4: " (predict() ran out of memory)",
+    5: " (the model's healthy() said no: replaced)",
 }
 
 

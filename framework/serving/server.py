@@ -29,6 +29,7 @@ from zeroserve.coldstart import StartupTimeline
 from zeroserve.errors import (
     LoadError,
     ModelNotBatched,
+    ModelUnhealthy,
     NotSupported,
     Unavailable,
     ZeroserveError,
@@ -57,6 +58,7 @@ with kserve_argv():
 
 logger = logging.getLogger("zeroserve")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+HEALTH_WATCH_S = 2.0  # how often a ready model's own healthy() is asked
 
 
 async def zeroserve_error_response(request: Request, exc: Exception) -> JSONResponse:
@@ -218,6 +220,7 @@ class LocalModelServer(ModelServer):  # type: ignore[misc]
         self.load_error: LoadError | None = None
         self.fatal_error: ZeroserveError | None = None
         self._http: uvicorn.Server | None = None
+        self._health_watch: asyncio.Task[None] | None = None
 
     def serve(
         self,
@@ -313,6 +316,8 @@ class LocalModelServer(ModelServer):  # type: ignore[misc]
             await self._http.serve(sockets=[sock])
         finally:
             loader.cancel()
+            if self._health_watch is not None:
+                self._health_watch.cancel()
             for model in models:
                 await model.close_in_server()
 
@@ -337,8 +342,26 @@ class LocalModelServer(ModelServer):  # type: ignore[misc]
         record_startup(self.timeline.as_dict(), names)
         timeline_spans(self.timeline.as_dict(), self.timeline.origin, ",".join(names))
         self.timeline.on_late_phase = functools.partial(_late_phase, self.timeline, names)
+        self._health_watch = asyncio.create_task(self._watch_health(models))
         if self.on_ready is not None:
             self.on_ready()
+
+    async def _watch_health(self, models: list[PredictorModel]) -> None:
+        """Ask every model with its own ``healthy()`` each ``HEALTH_WATCH_S``; once one says no
+        (or raises), stop, so that a fresh process replaces this one: under ``zeroserve serve``
+        the activator starts another replica, in a pod the container restarts."""
+        watched = [model for model in models if model.runner.health_check is not None]
+        while watched and self.fatal_error is None:
+            await asyncio.sleep(HEALTH_WATCH_S)
+            for model in watched:
+                try:
+                    healthy, reason = await model.runner.healthy(), "healthy() returned False"
+                except Exception as exc:
+                    healthy, reason = False, f"healthy() raised {type(exc).__name__}: {exc}"
+                if not healthy:
+                    model.runner.ready = False
+                    self._stop_for(ModelUnhealthy(model=model.name, reason=reason))
+                    return
 
 
 def _late_phase(timeline: StartupTimeline, models: list[str], phase: dict[str, Any]) -> None:

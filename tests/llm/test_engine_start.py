@@ -126,3 +126,35 @@ def test_without_sleep_mode_the_asleep_state_is_skipped_and_stopping_leaves_noth
     wait_for(lambda: not any(alive(p) for p in started), 30, "the engine's processes")
     left = {name for name in set(os.listdir("/dev/shm")) - shared_before if "psm_" in name}
     assert not left, left
+
+
+def test_a_killed_engine_core_answers_503_until_a_fresh_worker_serves(
+    tiny_llm_folder: Path, tmp_path: Path
+) -> None:
+    """kill -9 of vLLM's engine core under a ready worker: the requests meanwhile are answered
+    503 (never 500), the worker's health watch stops it and a fresh one serves."""
+    env = {**os.environ, **LLM_ENV, "ZEROSERVE_TINY_LLM_URI": str(tiny_llm_folder)}
+    server = start_server(FIXTURES / "sleepy_llm.py", tmp_path / "serve.log", env=env)
+    completions = f"{server.url}/openai/v1/completions"
+    one = {"model": MODEL, "prompt": "Hello", "max_tokens": 1}
+    try:
+        answer = httpx.post(completions, json=one, timeout=ENGINE_START_TIMEOUT_S)
+        assert answer.status_code == 200, server.log_gist()
+        status = httpx.get(f"{server.url}/zeroserve/status", timeout=10).json()
+        (replica,) = status["models"][MODEL]["replicas"]
+        engine_processes(replica["pid"])["EngineCore"].kill()
+        codes: list[int] = []
+
+        def served_again() -> bool:
+            codes.append(
+                httpx.post(completions, json=one, timeout=ENGINE_START_TIMEOUT_S).status_code
+            )
+            return codes[-1] == 200
+
+        wait_for(served_again, ENGINE_START_TIMEOUT_S, "a fresh worker's answer")
+        assert set(codes[:-1]) <= {503}, codes
+        old_worker = psutil.Process(replica["pid"]) if psutil.pid_exists(replica["pid"]) else None
+        wait_for(lambda: old_worker is None or not alive(old_worker), 60, "the old worker's exit")
+        assert "is no longer healthy" in server.log(), server.log_gist()
+    finally:
+        server.stop()

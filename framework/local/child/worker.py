@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from zeroserve.coldstart import ColdStartError, ModelCache, StartupTimeline
-from zeroserve.errors import LoadError, OutOfMemory, UsageError, ZeroserveError
+from zeroserve.errors import LoadError, ModelUnhealthy, OutOfMemory, UsageError, ZeroserveError
 from zeroserve.local.protocol import Failed, Ready, Stopping, WorkerOptions, send_message
 from zeroserve.serving.loader import FoundPredictor
 from zeroserve.settings import ServerSettings
@@ -26,6 +26,7 @@ WORKER_KEEP_ALIVE_S = 3600  # the activator pools connections; the worker must n
 EXIT_NOT_SERVED = 2  # the model could not be found, imported or fetched
 EXIT_LOAD_FAILED = 3  # how a worker ends, as zeroserve.local.upstream describes it
 EXIT_OUT_OF_MEMORY = 4
+EXIT_UNHEALTHY = 5  # the model's own healthy() said no once it was ready
 
 
 def run_replica(
@@ -68,6 +69,8 @@ def run_replica(
         return EXIT_LOAD_FAILED
     except OutOfMemory:
         return EXIT_OUT_OF_MEMORY
+    except ModelUnhealthy:
+        return EXIT_UNHEALTHY
     return 0
 
 
