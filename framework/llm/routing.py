@@ -34,10 +34,14 @@ class OpenAIRouting:
         return {"object": "list", "data": data}
 
     def model_for(
-        self, body: bytes | bytearray
+        self, body: bytes | bytearray, method: bytes = b"POST"
     ) -> tuple[str, None] | tuple[None, tuple[int, dict[str, Any]]]:
         """The model named by the body (the only one when it names none), or the status and
-        OpenAI-shaped body to answer instead."""
+        OpenAI-shaped body to answer instead (405 for a method other than POST: every routed
+        OpenAI route takes a body)."""
+        if method != b"POST":
+            message = f"{method.decode(errors='replace')} is not allowed here; send a POST"
+            return None, (405, openai_error_body(message, "MethodNotAllowed", 405))
         try:
             fields = orjson.loads(body)
         except orjson.JSONDecodeError:

@@ -289,9 +289,10 @@ class Activator:
         client.respond(200, answer)
 
     def _openai(self, request: Request, client: ClientConnection) -> None:
-        name, refusal = self.openai.model_for(request.body)
+        name, refusal = self.openai.model_for(request.body, request.method)
         if refusal is not None:
-            client.respond(*refusal)
+            status, body = refusal
+            client.respond(status, body, {"allow": "POST"} if status == 405 else None)
         else:
             self._forward(str(name), request, client)
 

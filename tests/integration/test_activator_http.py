@@ -137,6 +137,17 @@ def test_a_write_to_a_route_that_only_reads_gets_405_naming_the_methods(
     assert httpx.head(f"{server.url}{path}", timeout=10).status_code == 200
 
 
+@pytest.mark.parametrize("method", ["HEAD", "GET", "PUT", "DELETE"])
+def test_a_method_other_than_post_on_an_openai_route_gets_405(
+    server: RunningServer, method: str
+) -> None:
+    answer = httpx.request(method, f"{server.url}/openai/v1/completions", timeout=10)
+    assert answer.status_code == 405, answer.text
+    assert answer.headers["allow"] == "POST"
+    if method != "HEAD":
+        assert answer.json()["error"]["type"] == "MethodNotAllowed", answer.text
+
+
 def test_a_client_that_half_closes_still_gets_its_answer(
     server: RunningServer, tmp_path: Path
 ) -> None:
