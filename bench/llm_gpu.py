@@ -207,9 +207,7 @@ def gpu_memory_used_mib() -> int:
 
 def can_sleep(url: str) -> bool:
     """Whether the last start's engine can sleep (its timeline's ``sleep_mode`` mark)."""
-    last = status_of(url).get("last_cold_start") or {}
-    phases = (last.get("worker_timeline") or {}).get("phases", [])
-    return any(p["name"] == "sleep_mode" and p.get("available") for p in phases)
+    return any(p["name"] == "sleep_mode" and p.get("available") for p in last_start_phases(url))
 
 
 def woken_s(url: str, completions: str) -> list[float]:
@@ -226,10 +224,15 @@ def one_token_s(base: str) -> float:
     return time.perf_counter() - started
 
 
+def last_start_phases(url: str) -> list[dict[str, Any]]:
+    """The phases of the last start's worker timeline, as the status has them."""
+    last = status_of(url).get("last_cold_start") or {}
+    return list((last.get("worker_timeline") or {}).get("phases", []))
+
+
 def phases_of(url: str) -> dict[str, float]:
     """The engine's phases in the last start's timeline (seconds each)."""
-    last = status_of(url).get("last_cold_start") or {}
-    phases = (last.get("worker_timeline") or {}).get("phases", [])
+    phases = last_start_phases(url)
     return {
         p["name"]: round(p["end_s"] - p["start_s"], 2) for p in phases if p.get("end_s") is not None
     }

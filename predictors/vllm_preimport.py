@@ -16,13 +16,10 @@ from __future__ import annotations
 import contextlib
 import importlib
 
+from zeroserve.predictors.vllm_start import VLLM_HOMES, vllm_name
+
 ENGINE_MODULES = (
-    # the server's pieces the predictor calls (vLLM 0.27 on; then where 0.26 keeps them)
     "vllm.entrypoints.launchers.api_server.entry",
-    "vllm.entrypoints.launchers.api_server.app_state",
-    "vllm.entrypoints.launchers.cli_args",
-    "vllm.entrypoints.openai.api_server",
-    "vllm.entrypoints.openai.cli_args",
     "vllm.engine.arg_utils",
     "vllm.v1.engine.async_llm",
     "vllm.v1.engine.core",
@@ -53,3 +50,6 @@ ENGINE_MODULES = (
 for _name in ENGINE_MODULES:
     with contextlib.suppress(ImportError):
         importlib.import_module(_name)
+for _name in VLLM_HOMES:  # the server's pieces the predictor calls, where this vLLM keeps them
+    with contextlib.suppress(ImportError):
+        vllm_name(_name)

@@ -258,9 +258,7 @@ def bind_forked_cpu_worker(environ: os._Environ[str] | dict[str, str]) -> set[in
         return None
     import torch
 
-    for thread in os.listdir("/proc/self/task"):
-        with contextlib.suppress(OSError):  # a thread that ended meanwhile
-            os.sched_setaffinity(int(thread), cores)
+    _pin_threads(os.getpid(), cores)
     torch.set_num_threads(int(environ.get("OMP_NUM_THREADS") or len(cores)))
     return cores
 
@@ -278,9 +276,14 @@ def keep_serving_off(cores: set[int] | None) -> None:
         with contextlib.suppress(OSError):  # gone meanwhile, or not ours to move
             others = os.sched_getaffinity(pid) - cores
             if others:
-                for thread in os.listdir(f"/proc/{pid}/task"):
-                    with contextlib.suppress(OSError):
-                        os.sched_setaffinity(int(thread), others)
+                _pin_threads(pid, others)
+
+
+def _pin_threads(pid: int, cores: set[int]) -> None:
+    """Put every thread of process ``pid`` on ``cores``."""
+    for thread in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            os.sched_setaffinity(int(thread), cores)
 
 
 def _parent_of(pid: int) -> int:

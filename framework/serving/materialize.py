@@ -121,7 +121,7 @@ class ModelFolders:
         if uri is None:
             return found.source.parent
         local = local_folder(uri, base=found.source.parent)
-        if local is not None and not _fetched(uri, base=found.source.parent):
+        if local is not None and (local.is_dir() or not _pushed_version(local)):
             if not local.is_dir():
                 raise UsageError(f"model '{found.name}': model_uri folder {local} does not exist")
             return local.resolve()
