@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from zeroserve.coldstart import active_timeline
+from zeroserve.predictors.engine_memory import EngineSegments
 
 START_METHOD = "VLLM_WORKER_MULTIPROC_METHOD"
 # (phase name, the vLLM method it times): run in the engine's own processes, so they are timed there
@@ -106,11 +107,15 @@ async def forked_engine(args: Any) -> AsyncIterator[Any]:
             aggregate_engine_logging=engine_args.aggregate_engine_logging,
             disable_log_stats=engine_args.disable_log_stats,
         )
+    segments = EngineSegments()
     try:
+        segments.note()  # its processes' message queues, mapped by now
         await engine.reset_mm_cache()
         yield engine
     finally:
+        segments.note()
         engine.shutdown(timeout=config.shutdown_timeout)
+        segments.unlink_left()  # what the tracker cannot remove where it went with the engine
 
 
 def vllm_name(name: str) -> Any:

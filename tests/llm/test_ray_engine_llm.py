@@ -33,6 +33,7 @@ def ray_llm(tiny_llm_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         "ZEROSERVE_VLLM_ARGS": shlex.join(sample_engine_args()),
     }
     log = tmp_path_factory.mktemp("ray-llm") / "front.log"
+    shared_before = set(os.listdir("/dev/shm"))
     server: RunningServer = start_server(
         SAMPLES / "tiny-llm" / "model.py", log, "--engine", "ray", "--start-timeout", "900", env=env
     )
@@ -49,6 +50,10 @@ def ray_llm(tiny_llm_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         assert server.stop() == 0, server.log()[-5000:]
         left = subprocess.run(["ps", "-eo", "comm"], capture_output=True, text=True).stdout
         assert "raylet" not in left, "the local Ray cluster outlived the command"
+        # the replica's engine shut down (its applications deleted before the cluster's stop)
+        # and its message queues' shared memory went with it, although Ray killed the tracker
+        segments = {name for name in set(os.listdir("/dev/shm")) - shared_before if "psm_" in name}
+        assert not segments, f"the engine left shared memory behind: {sorted(segments)}"
 
 
 def test_completions_answer_through_the_replica(ray_llm: str) -> None:

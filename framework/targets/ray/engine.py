@@ -205,14 +205,16 @@ class RayEngine:
         import ray
 
         if ray.is_initialized():
-            if self.address is not None:
-                from ray import serve
+            from ray import serve
 
-                for name in self.deployed:
-                    try:
-                        serve.delete(name, _blocking=False)
-                    except Exception as exc:  # the cluster may be gone already
-                        logger.warning("could not delete Ray Serve application %s: %s", name, exc)
+            # A local cluster's stop kills the replicas outright: their applications are deleted
+            # first, and waited for, so that each replica runs its close() (an LLM's engine
+            # shutdown). On a shared cluster the controller finishes that on its own.
+            for name in self.deployed:
+                try:
+                    serve.delete(name, _blocking=self.address is None)
+                except Exception as exc:  # the cluster may be gone already
+                    logger.warning("could not delete Ray Serve application %s: %s", name, exc)
             ray.shutdown()
         if self._staged is not None:
             shutil.rmtree(self._staged.parent, ignore_errors=True)

@@ -1,0 +1,76 @@
+"""The shared memory an engine's processes leave behind, removed once the engine is shut down.
+
+vLLM's engine core and workers talk through message queues in shared memory (multiprocessing's
+``/dev/shm/psm_*`` segments), registered with multiprocessing's resource tracker, which unlinks
+what is left once its last user is gone. vLLM's shutdown kills the engine's processes, so the
+segments stay until then; and where the tracker itself is killed with the process that started
+it (Ray kills a replica's children when it stops the replica), nothing unlinks them: each start
+of an engine left two segments in ``/dev/shm``. ``EngineSegments`` notes the segments the
+engine's processes have mapped while they run, and unlinks those still there after the shutdown.
+Linux only (``/proc``); elsewhere it finds none and does nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from multiprocessing import resource_tracker
+from pathlib import Path
+
+SEGMENT_PREFIX = "/dev/shm/psm_"  # multiprocessing.shared_memory's names
+
+
+class EngineSegments:
+    """The shared-memory segments of this process's descendants (the engine's processes)."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+
+    def note(self) -> None:
+        """Note the segments the descendants have mapped now (call it while they run)."""
+        for pid in _descendants(os.getpid()):
+            self.names |= _mapped_segments(pid)
+
+    def unlink_left(self) -> list[str]:
+        """Unlink the noted segments still there (the engine is gone); their names."""
+        unlinked = []
+        for name in sorted(self.names):
+            path = Path("/dev/shm") / name
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                unlinked.append(name)
+                # the tracker would try again at its end, and warn that it found nothing
+                with contextlib.suppress(Exception):
+                    resource_tracker.unregister(f"/{name}", "shared_memory")
+        self.names.clear()
+        return unlinked
+
+
+def _descendants(root: int) -> list[int]:
+    """Every process below ``root``, from the parent ids in /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if entry.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                parent = int(stat.rsplit(")", 1)[1].split()[1])
+                children.setdefault(parent, []).append(int(entry))
+    found, waiting = [], list(children.get(root, ()))
+    while waiting:
+        pid = waiting.pop()
+        found.append(pid)
+        waiting.extend(children.get(pid, ()))
+    return found
+
+
+def _mapped_segments(pid: int) -> set[str]:
+    """The ``psm_*`` segment names process ``pid`` has mapped."""
+    try:
+        lines = Path(f"/proc/{pid}/maps").read_text().splitlines()
+    except OSError:  # gone meanwhile, or not ours to read
+        return set()
+    return {
+        line[line.index(SEGMENT_PREFIX) :].split()[0].removeprefix("/dev/shm/")
+        for line in lines
+        if SEGMENT_PREFIX in line
+    }
