@@ -11,7 +11,8 @@ hook                                needed    form, and when zeroserve calls it
 ``close()``                         no        ``def`` or ``async def``, no arguments; at stop
 ``healthy()``                       no        ``async def`` or ``def`` returning a bool, no
                                               arguments; asked by every readiness check and
-                                              every 2 s once ready: False replaces the worker
+                                              every 2 s once ready: False, a raise or (async)
+                                              no answer in 10 s replaces the worker
 ``check_request(instances, **o)``   no        plain ``def`` taking what predict() takes;
                                               per request, before batching: raise
                                               ``InvalidPayload`` for what cannot be predicted

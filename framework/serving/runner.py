@@ -39,6 +39,7 @@ from zeroserve.telemetry.tracing import server_span, tracer, tracing_on
 
 logger = logging.getLogger("zeroserve")
 OFFLOAD_AFTER_S = 0.02
+HEALTH_CHECK_TIMEOUT_S = 10.0  # an async healthy() that hangs counts as unhealthy after it
 OFFLOAD_AFTER_SLOW_CALLS = 3
 PROBE_CALLS = 5
 _RUSAGE_THREAD = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)  # Linux: per thread
@@ -112,11 +113,26 @@ class PredictorRunner:
     async def healthy(self) -> bool:
         """Ready once loaded, and while the user's optional ``healthy()`` says so (vLLM's
         predictor asks its engine)."""
+        return (await self.health())[0]
+
+    async def health(self) -> tuple[bool, str]:
+        """Whether the model is healthy, and if not why ("" if it is): not loaded, or its
+        ``healthy()`` said no, raised, or (an ``async def``) gave no answer within
+        ``HEALTH_CHECK_TIMEOUT_S``."""
         check = self.health_check
-        if not self.ready or check is None:
-            return self.ready
-        answer = check()  # a plain def answers at once; an async def is awaited
-        return bool(await answer) if inspect.isawaitable(answer) else bool(answer)
+        if not self.ready:
+            return False, "not loaded"
+        if check is None:
+            return True, ""
+        try:
+            answer = check()  # a plain def answers at once; an async def is awaited
+            if inspect.isawaitable(answer):
+                answer = await asyncio.wait_for(answer, HEALTH_CHECK_TIMEOUT_S)
+        except TimeoutError:
+            return False, f"healthy() gave no answer within {HEALTH_CHECK_TIMEOUT_S:g} s"
+        except Exception as exc:
+            return False, f"healthy() raised {type(exc).__name__}: {exc}"
+        return (True, "") if answer else (False, "healthy() returned False")
 
     async def predict_v1(self, body: object, headers: Mapping[str, str] | None = None) -> Any:
         """The predictions for a v1 body (``{"instances": [...], "parameters": {...}}``)."""

@@ -348,16 +348,14 @@ class LocalModelServer(ModelServer):  # type: ignore[misc]
 
     async def _watch_health(self, models: list[PredictorModel]) -> None:
         """Ask every model with its own ``healthy()`` each ``HEALTH_WATCH_S``; once one says no
-        (or raises), stop, so that a fresh process replaces this one: under ``zeroserve serve``
-        the activator starts another replica, in a pod the container restarts."""
+        (or raises, or an ``async def`` hangs past ``HEALTH_CHECK_TIMEOUT_S``), stop, so that a
+        fresh process replaces this one: under ``zeroserve serve`` the activator starts another
+        replica, in a pod the container restarts."""
         watched = [model for model in models if model.runner.health_check is not None]
         while watched and self.fatal_error is None:
             await asyncio.sleep(HEALTH_WATCH_S)
             for model in watched:
-                try:
-                    healthy, reason = await model.runner.healthy(), "healthy() returned False"
-                except Exception as exc:
-                    healthy, reason = False, f"healthy() raised {type(exc).__name__}: {exc}"
+                healthy, reason = await model.runner.health()
                 if not healthy:
                     model.runner.ready = False
                     self._stop_for(ModelUnhealthy(model=model.name, reason=reason))

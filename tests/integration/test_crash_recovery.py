@@ -115,24 +115,34 @@ def test_direct_serving_stops_with_an_error_after_running_out_of_memory(tmp_path
 
 
 @pytest.mark.timeout(120)
-def test_a_worker_whose_healthy_turns_false_is_replaced(tmp_path: Path) -> None:
-    """A ready model's own healthy() saying no (an LLM engine that died) does not leave the
-    model answering 503 for good: that worker stops and a fresh one serves."""
+@pytest.mark.parametrize(
+    ("fixture", "model", "reason"),
+    [
+        ("unhealthy.py", "sickly", "healthy() returned False"),
+        ("hanging_health.py", "stuck", "healthy() gave no answer within 10 s"),
+    ],
+    ids=["says-no", "hangs"],
+)
+def test_a_worker_whose_healthy_turns_false_is_replaced(
+    tmp_path: Path, fixture: str, model: str, reason: str
+) -> None:
+    """A ready model's own healthy() saying no (an LLM engine that died), or never answering,
+    does not leave the model answering 503 for good: that worker stops and a fresh one serves."""
     from tests.conftest import FIXTURES, start_server
 
     flag = tmp_path / "unhealthy-pid"
     env = {**os.environ, "ZEROSERVE_TEST_UNHEALTHY_PID_FILE": str(flag)}
-    server = start_server(FIXTURES / "unhealthy.py", tmp_path / "serve.log", env=env)
+    server = start_server(FIXTURES / fixture, tmp_path / "serve.log", env=env)
     try:
-        first = predict(server.url, "sickly", ["1"]).json()["predictions"][0]
+        first = predict(server.url, model, ["1"]).json()["predictions"][0]
         flag.write_text(str(first))
 
         def served_by_another() -> bool:
-            answer = predict(server.url, "sickly", ["1"])
+            answer = predict(server.url, model, ["1"])
             return answer.status_code == 200 and answer.json()["predictions"][0] != first
 
         poll(served_by_another, "a fresh worker answers", server)
         poll(lambda: not psutil.pid_exists(first), "the unhealthy worker exited", server)
-        assert "is no longer healthy (healthy() returned False)" in server.log()
+        assert f"is no longer healthy ({reason})" in server.log()
     finally:
         server.stop()

@@ -9,6 +9,8 @@ import asyncio
 import os
 from pathlib import Path
 
+import pytest
+
 from zeroserve.predictors.vllm import VLLMPredictor
 
 
@@ -53,6 +55,41 @@ def test_a_models_readiness_asks_the_users_healthy() -> None:
     assert asyncio.run(model.healthy()) is True
     model.instance.alive = False
     assert asyncio.run(model.healthy()) is False
+
+
+def test_a_healthy_that_hangs_or_raises_counts_as_unhealthy_with_its_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from zeroserve import predictor
+    from zeroserve.serving import runner as runner_module
+    from zeroserve.serving.runner import PredictorRunner
+    from zeroserve.spec.decorator import declaration_of
+
+    class Checked:
+        mode = "fine"
+
+        async def healthy(self) -> bool:
+            if self.mode == "hangs":
+                await asyncio.Event().wait()
+            if self.mode == "raises":
+                raise RuntimeError("engine gone")
+            return True
+
+        def predict(self, instances: list[str]) -> list[str]:
+            return instances
+
+    monkeypatch.setattr(runner_module, "HEALTH_CHECK_TIMEOUT_S", 0.05)
+    declared = declaration_of(predictor(name="checked")(Checked))
+    assert declared is not None
+    runner = PredictorRunner(Checked, declared, None)
+    assert asyncio.run(runner.health()) == (False, "not loaded")
+    asyncio.run(runner.load())
+    assert asyncio.run(runner.health()) == (True, "")
+    runner.instance.mode = "hangs"
+    assert asyncio.run(runner.health()) == (False, "healthy() gave no answer within 0.05 s")
+    assert asyncio.run(runner.healthy()) is False
+    runner.instance.mode = "raises"
+    assert asyncio.run(runner.health()) == (False, "healthy() raised RuntimeError: engine gone")
 
 
 def test_the_cores_of_each_openmp_placement_vllm_writes() -> None:

@@ -104,8 +104,9 @@ class ModelReplica:
 
     async def check_health(self) -> None:
         """Ray Serve's health check: the user's optional ``healthy()``."""
-        if not await self.runner.healthy():
-            raise RuntimeError(f"healthy() of model '{self.runner.name}' returned false")
+        healthy, reason = await self.runner.health()
+        if not healthy:
+            raise RuntimeError(f"model '{self.runner.name}': {reason}")
 
     async def __del__(self) -> None:
         await self.runner.close()
