@@ -5,8 +5,10 @@ vLLM's engine core and workers talk through message queues in shared memory (mul
 what is left once its last user is gone. vLLM's shutdown kills the engine's processes, so the
 segments stay until then; and where the tracker itself is killed with the process that started
 it (Ray kills a replica's children when it stops the replica), nothing unlinks them: each start
-of an engine left two segments in ``/dev/shm``. ``EngineSegments`` notes the segments the
-engine's processes have mapped while they run, and unlinks those still there after the shutdown.
+of an engine left two segments in ``/dev/shm``, and a named semaphore of joblib's loky that the
+engine's worker made. ``EngineSegments`` notes the engine's processes and the segments they have
+mapped while they run, and unlinks what of these, and of those processes' loky semaphores, is
+still there after the shutdown.
 Linux only (``/proc``); elsewhere it finds none and does nothing.
 """
 
@@ -18,6 +20,9 @@ from multiprocessing import resource_tracker
 from pathlib import Path
 
 SEGMENT_PREFIX = "/dev/shm/psm_"  # multiprocessing.shared_memory's names
+# joblib's loky names its semaphores after the process that made them; its own tracker unlinks
+# them at the end, and a killed tracker leaves them too (one per engine worker)
+LOKY_SEMAPHORE = "sem.loky-{pid}-"
 
 
 class EngineSegments:
@@ -25,24 +30,32 @@ class EngineSegments:
 
     def __init__(self) -> None:
         self.names: set[str] = set()
+        self.pids: set[int] = set()
 
     def note(self) -> None:
-        """Note the segments the descendants have mapped now (call it while they run)."""
+        """Note the descendants, and the segments they have mapped now (call it while they
+        run)."""
         for pid in _descendants(os.getpid()):
+            self.pids.add(pid)
             self.names |= _mapped_segments(pid)
 
     def unlink_left(self) -> list[str]:
-        """Unlink the noted segments still there (the engine is gone); their names."""
+        """Unlink the noted segments, and the loky semaphores the noted processes made, that
+        are still there (the engine is gone); their names."""
+        prefixes = tuple(LOKY_SEMAPHORE.format(pid=pid) for pid in self.pids)
+        shared = os.listdir("/dev/shm") if prefixes and os.path.isdir("/dev/shm") else []
+        semaphores = {name for name in shared if name.startswith(prefixes)}
         unlinked = []
-        for name in sorted(self.names):
+        for name in sorted(self.names | semaphores):
             path = Path("/dev/shm") / name
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
                 unlinked.append(name)
-                # the tracker would try again at its end, and warn that it found nothing
-                with contextlib.suppress(Exception):
-                    resource_tracker.unregister(f"/{name}", "shared_memory")
+                if name.startswith("psm_"):  # multiprocessing's tracker would try again at
+                    with contextlib.suppress(Exception):  # its end, and warn it found nothing
+                        resource_tracker.unregister(f"/{name}", "shared_memory")
         self.names.clear()
+        self.pids.clear()
         return unlinked
 
 

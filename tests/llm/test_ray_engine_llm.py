@@ -51,8 +51,10 @@ def ray_llm(tiny_llm_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         left = subprocess.run(["ps", "-eo", "comm"], capture_output=True, text=True).stdout
         assert "raylet" not in left, "the local Ray cluster outlived the command"
         # the replica's engine shut down (its applications deleted before the cluster's stop)
-        # and its message queues' shared memory went with it, although Ray killed the tracker
-        segments = {name for name in set(os.listdir("/dev/shm")) - shared_before if "psm_" in name}
+        # and its message queues' shared memory (and its worker's loky semaphore) went with it,
+        # although Ray killed the trackers that remove them
+        left_now = set(os.listdir("/dev/shm")) - shared_before
+        segments = {name for name in left_now if name.startswith(("psm_", "sem.loky-"))}
         assert not segments, f"the engine left shared memory behind: {sorted(segments)}"
 
 

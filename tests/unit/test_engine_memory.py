@@ -7,10 +7,12 @@ segment of this process itself is never touched."""
 
 from __future__ import annotations
 
+import _multiprocessing
 import multiprocessing
 import os
 import signal
 import time
+from collections.abc import Callable
 from multiprocessing import resource_tracker, shared_memory
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -34,10 +36,22 @@ def _hold_segment(sender: Connection) -> None:
     time.sleep(60)
 
 
-def _child_with_segment() -> tuple[BaseProcess, str]:
+def _hold_loky_semaphore(sender: Connection) -> None:
+    """In a forked child, as vLLM's worker: a named semaphore as joblib's loky makes one (kept
+    by name until its own tracker unlinks it), held until the child is killed."""
+    name = f"loky-{os.getpid()}-test"
+    semaphore = _multiprocessing.SemLock(1, 1, 1, f"/{name}", False)  # loky's: unlink later
+    sender.send(f"sem.{name}")
+    time.sleep(60)
+    del semaphore
+
+
+def _child_with_segment(
+    hold: Callable[[Connection], None] = _hold_segment,
+) -> tuple[BaseProcess, str]:
     resource_tracker.ensure_running()  # the child shares it, as the engine's processes do
     receiver, sender = multiprocessing.get_context("fork").Pipe(duplex=False)
-    child = multiprocessing.get_context("fork").Process(target=_hold_segment, args=(sender,))
+    child = multiprocessing.get_context("fork").Process(target=hold, args=(sender,))
     child.start()
     assert receiver.poll(20), "the child made no segment"
     name = str(receiver.recv())
@@ -46,12 +60,15 @@ def _child_with_segment() -> tuple[BaseProcess, str]:
     return child, name
 
 
-def test_the_segment_a_killed_child_mapped_is_unlinked_after_it() -> None:
-    child, name = _child_with_segment()
+@pytest.mark.parametrize("hold", [_hold_segment, _hold_loky_semaphore], ids=["psm", "loky"])
+def test_the_segment_a_killed_child_mapped_is_unlinked_after_it(
+    hold: Callable[[Connection], None],
+) -> None:
+    child, name = _child_with_segment(hold)
     try:
         segments = EngineSegments()
         segments.note()
-        assert name in segments.names
+        assert child.pid in segments.pids
         os.kill(child.pid or 0, signal.SIGKILL)  # no clean-up of its own, as a killed engine
         child.join(timeout=10)
         assert (Path("/dev/shm") / name).exists()  # left behind, as by a killed engine
