@@ -64,16 +64,20 @@ def _descendants(root: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
         if entry.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                stat = Path(f"/proc/{entry}/stat").read_text()
-                parent = int(stat.rsplit(")", 1)[1].split()[1])
-                children.setdefault(parent, []).append(int(entry))
+            with contextlib.suppress(OSError):  # a process that ended meanwhile
+                children.setdefault(parent_of(int(entry)), []).append(int(entry))
     found, waiting = [], list(children.get(root, ()))
     while waiting:
         pid = waiting.pop()
         found.append(pid)
         waiting.extend(children.get(pid, ()))
     return found
+
+
+def parent_of(pid: int) -> int:
+    """The parent of ``pid`` (from /proc: the fields after the command's closing parenthesis)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
 
 
 def _mapped_segments(pid: int) -> set[str]:

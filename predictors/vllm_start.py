@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from zeroserve.coldstart import active_timeline
-from zeroserve.predictors.engine_memory import EngineSegments
+from zeroserve.predictors.engine_memory import EngineSegments, parent_of
 
 START_METHOD = "VLLM_WORKER_MULTIPROC_METHOD"
 # (phase name, the vLLM method it times): run in the engine's own processes, so they are timed there
@@ -277,7 +277,7 @@ def keep_serving_off(cores: set[int] | None) -> None:
     if not cores:
         return
     parent = os.getppid()
-    for pid in (parent, _parent_of(parent)):
+    for pid in (parent, parent_of(parent)):
         with contextlib.suppress(OSError):  # gone meanwhile, or not ours to move
             others = os.sched_getaffinity(pid) - cores
             if others:
@@ -289,12 +289,6 @@ def _pin_threads(pid: int, cores: set[int]) -> None:
     for thread in os.listdir(f"/proc/{pid}/task"):
         with contextlib.suppress(OSError):  # a thread that ended meanwhile
             os.sched_setaffinity(int(thread), cores)
-
-
-def _parent_of(pid: int) -> int:
-    """The parent of ``pid`` (from /proc: the fields after the command's closing parenthesis)."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return int(stat.rsplit(")", 1)[1].split()[1])
 
 
 def cores_of(environ: os._Environ[str] | dict[str, str]) -> set[int]:

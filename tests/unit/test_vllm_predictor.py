@@ -113,13 +113,13 @@ def test_a_parent_is_read_past_a_name_with_spaces_and_parentheses(tmp_path: Path
     import subprocess
     import sys
 
-    from zeroserve.predictors.vllm_start import _parent_of
+    from zeroserve.predictors.engine_memory import parent_of
 
     odd = tmp_path / "py (1) 2"  # /proc/PID/stat puts the name in parentheses
     odd.symlink_to(sys.executable)
     child = subprocess.Popen([str(odd), "-c", "import time; time.sleep(30)"])
     try:
-        assert _parent_of(child.pid) == os.getpid()
+        assert parent_of(child.pid) == os.getpid()
     finally:
         child.kill()
         child.wait()
