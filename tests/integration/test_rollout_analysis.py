@@ -21,7 +21,10 @@ from tests.conftest import (
 )
 
 pytestmark = pytest.mark.timeout(300)
-INTERVAL_S = "2"
+# A verdict needs 20 candidate answers, so the flaky version (one failure in every 20 calls) has
+# failed in any interval that is judged; 4 s gives a loaded machine time to send them at 10%.
+INTERVAL_S = "4"
+MIN_REQUESTS = "20"
 SPLITS = ("good=echo-v1:100,echo-same:0", "flaky=echo-v1:100,echo-flaky:0",
           "slow=echo-v1:100,echo-slow:0")  # fmt: skip
 
@@ -57,7 +60,7 @@ def rollout(server: RunningServer, name: str, history: Path) -> tuple[int, str, 
     with Load(f"{server.url}/v1/models/{name}:predict"):
         result = run_zeroserve(
             "rollout", name, "--local", "--url", server.url, "--analyze", "--steps", "10,50",
-            "--interval", INTERVAL_S, "--min-requests", "10", env=env, timeout=240,
+            "--interval", INTERVAL_S, "--min-requests", MIN_REQUESTS, env=env, timeout=240,
         )  # fmt: skip
     records = [json.loads(line) for line in history.read_text().splitlines()]
     return result.returncode, result.stdout + result.stderr, records
