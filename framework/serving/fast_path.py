@@ -77,7 +77,7 @@ class FastPath:
             return  # one was answered 400 by the HTTP layer), and no one to log a traceback for
         replay = _replay(body, receive)
         try:
-            payload = await (self._v1 if version == 1 else self._v2)(model, body, headers)
+            payload, seconds = await (self._v1 if version == 1 else self._v2)(model, body, headers)
         except NotFast:
             await self.app(scope, replay, send)
             return
@@ -91,6 +91,7 @@ class FastPath:
         }
         await send(start)
         await send({"type": "http.response.body", "body": payload})
+        record_predict(model, seconds, headers)  # once the answer is on its way
 
     def _model_for(self, scope: Scope) -> tuple[PredictorModel | None, int]:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -106,7 +107,10 @@ class FastPath:
             return None, 0
         return model, version
 
-    async def _v1(self, model: PredictorModel, body: bytes, headers: dict[str, str]) -> bytes:
+    async def _v1(
+        self, model: PredictorModel, body: bytes, headers: dict[str, str]
+    ) -> tuple[bytes, float]:
+        """The answer's body, and the seconds predict took."""
         decoded = _decoded(body)
         if not isinstance(decoded, dict):
             raise NotFast  # KServe's v1 decoding says what is wrong with it
@@ -116,10 +120,12 @@ class FastPath:
             raise NotFast from None  # its app answers them with its handlers
         started = time.perf_counter()
         predictions = await model.runner.predict_v1(decoded, headers)
-        record_predict(model, time.perf_counter() - started, headers)
-        return orjson.dumps({"predictions": predictions}, option=ORJSON_OPTIONS)
+        seconds = time.perf_counter() - started
+        return orjson.dumps({"predictions": predictions}, option=ORJSON_OPTIONS), seconds
 
-    async def _v2(self, model: PredictorModel, body: bytes, headers: dict[str, str]) -> bytes:
+    async def _v2(
+        self, model: PredictorModel, body: bytes, headers: dict[str, str]
+    ) -> tuple[bytes, float]:
         request = _decoded(body)
         if not isinstance(request, dict) or not set(request) <= V2_REQUEST_KEYS:
             raise NotFast
@@ -133,7 +139,7 @@ class FastPath:
         inputs = _v2_inputs(request.get("inputs"))
         started = time.perf_counter()
         result = await model.runner.predict_v2(inputs, parameters, headers)
-        record_predict(model, time.perf_counter() - started, headers)
+        seconds = time.perf_counter() - started
         name, shape, datatype, data = v2_output(model, result)
         answer = {
             "model_name": model.name,
@@ -150,7 +156,7 @@ class FastPath:
                 }
             ],
         }
-        return orjson.dumps(answer, option=ORJSON_OPTIONS)
+        return orjson.dumps(answer, option=ORJSON_OPTIONS), seconds
 
 
 def _decoded(body: bytes) -> Any:

@@ -128,6 +128,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.phase = Phase.ANSWERING
         super().on_message_complete()
 
+    def on_response_complete(self) -> None:
+        """The answer's last byte is written: it goes out now, not at the end of the step,
+        before the app's task unwinds and uvicorn's bookkeeping below runs."""
+        self.transport.flush()  # type: ignore[attr-defined]
+        super().on_response_complete()
+
     def send_400_response(self, msg: str) -> None:
         if not self.refused:  # uvicorn answering a parser error (or our stop of the parser)
             super().send_400_response(msg)
@@ -165,13 +171,19 @@ class OneWritePerStep:
         self.transport = transport
         self.loop = loop
         self.held: list[bytes] = []
+        self.due: asyncio.Handle | None = None  # the flush at the end of this step
 
     def write(self, data: bytes) -> None:
         if not self.held:
-            self.loop.call_soon(self.flush)
+            self.due = self.loop.call_soon(self.flush)
         self.held.append(data)
 
     def flush(self) -> None:
+        """Send what is held now; called early (a complete answer), the flush due at the end
+        of the step is called off, so the loop takes no extra turn for it."""
+        if self.due is not None:
+            self.due.cancel()
+            self.due = None
         held, self.held = self.held, []
         if held and not self.transport.is_closing():
             self.transport.write(held[0] if len(held) == 1 else b"".join(held))

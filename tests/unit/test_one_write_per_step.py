@@ -101,3 +101,53 @@ async def test_held_bytes_count_as_buffered_until_they_leave() -> None:
     assert coalesced.get_write_buffer_size() == 8  # uvicorn's flow control asks the transport
     await a_step()
     assert coalesced.get_write_buffer_size() == 0
+
+
+@in_a_loop
+async def test_an_early_flush_sends_at_once_and_calls_off_the_one_due() -> None:
+    coalesced, transport = wrapped()
+    coalesced.write(b"head")
+    coalesced.write(b"body")
+    due = coalesced.due
+    coalesced.flush()  # the answer is complete
+    assert transport.writes == [b"headbody"]
+    assert due is not None
+    assert due.cancelled()  # the loop takes no extra turn for it
+    coalesced.write(b"next")  # a write after it in the same step waits for the step's end
+    assert transport.writes == [b"headbody"]
+    await a_step()
+    assert transport.writes == [b"headbody", b"next"]
+
+
+@in_a_loop
+async def test_a_complete_answer_leaves_before_the_app_returns() -> None:
+    """uvicorn's protocol, as the servers run it: what the app does after its last send (the
+    fast path's metrics) comes after the answer is written, not before."""
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    from zeroserve.serving.guarded_http import guarded_protocol
+    from zeroserve.settings import ServerSettings
+
+    seen_after_last_send: list[bytes] = []
+    transport = RecordingTransport()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        headers = [(b"content-length", b"2")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"{}"})
+        seen_after_last_send.extend(transport.writes)
+
+    config = uvicorn.Config(app, lifespan="off", log_config=None)
+    config.load()
+    limits = guarded_protocol(ServerSettings())
+    protocol = limits(config=config, server_state=ServerState(), app_state={})
+    protocol.connection_made(transport)  # type: ignore[arg-type]
+    protocol.data_received(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 0\r\n\r\n")
+    for _ in range(5):
+        await a_step()
+    protocol.connection_lost(None)
+    assert len(seen_after_last_send) == 1
+    assert seen_after_last_send[0].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert seen_after_last_send[0].endswith(b"\r\n\r\n{}")
