@@ -17,7 +17,8 @@ loaded once, the order rotating: wrk at 32 connections (req/s, p50, p99), then a
 (p50); the activator, ``--direct``, kserve and MLServer run as two copies each, their figures
 the copies' mean.
 Figures are medians over rounds; a ratio is the median of the rounds' own ratios, each
-against the best peer of that round (this machine's speed drifts by 2x within minutes).
+against the best peer of that round (this machine's speed drifts by 2x within minutes); the
+single-connection ratio's rounds are in the line too (``single_connection_rounds``).
 ``zeroserve-v2`` asks the activator on v2, as MLServer is asked; ``zeroserve-logged`` is the
 activator with ``--access-log`` (zeroserve logs no line per request by default; the peers run with
 their own default logging, LitServe at log level warning).
@@ -228,12 +229,14 @@ def analysis(measured: dict[str, list[tuple[Measured, Measured]]]) -> dict[str, 
         ]
         return round(statistics.median(per_round), 3)
 
-    def single_ratio(arm: str) -> float:
-        per_round = [
+    def single_rounds(arm: str) -> list[float]:
+        return [
             ours[1].p50_ms / min(measured[peer][index][1].p50_ms for peer in peers)
             for index, ours in enumerate(measured[arm])
         ]
-        return round(statistics.median(per_round), 3)
+
+    def single_ratio(arm: str) -> float:
+        return round(statistics.median(single_rounds(arm)), 3)
 
     single = single_ratio("zeroserve")
     activator, direct = ratio("zeroserve"), ratio("direct")
@@ -254,6 +257,7 @@ def analysis(measured: dict[str, list[tuple[Measured, Measured]]]) -> dict[str, 
         "direct_goal": DIRECT_GOAL,
         "single_connection_ratio": single,
         "single_connection_goal": SINGLE_GOAL,
+        "single_connection_rounds": [round(each, 3) for each in single_rounds("zeroserve")],
         "direct_single_connection_ratio": single_ratio("direct"),
         "quickest_peer_at_1conn": quickest,
         "load_generator": generator(),
