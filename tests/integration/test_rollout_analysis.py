@@ -1,5 +1,5 @@
 """`zeroserve rollout --local --analyze` on a real activator: a candidate with 5% errors and one
-3x slower are rolled back within one interval, a good one is promoted, each decision recorded."""
+10x slower are rolled back within one interval, a good one is promoted, each decision recorded."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def weights(server: RunningServer, name: str) -> dict[str, int]:
 
 @pytest.mark.parametrize(
     ("name", "reason", "judged"),
-    [  # 5% errors: the success rate; 3x slower: the Mann-Whitney U test and the effect size
+    [  # 5% errors: the success rate; 10x slower: the Mann-Whitney U test and the effect size
         ("flaky", "success rate", {"success_rate": (0, 0.99)}),
         ("slow", "slower than the baseline", {"mann_whitney_p": (0, 0.05),
                                               "median_latency_ratio": (1.5, 100)}),

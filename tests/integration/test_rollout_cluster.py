@@ -140,7 +140,7 @@ def analysed_rollout(
 ) -> tuple[int, str, list[dict[str, Any]]]:
     result = zs(
         deploy_env, "rollout", "iris", "-n", NAMESPACE, "--analyze", "--prometheus", store.url,
-        "--scrape-interval", "1", "--interval", "5", "--steps", "10,50", "--min-requests", "10",
+        "--scrape-interval", "1", "--interval", "8", "--steps", "10,50", "--min-requests", "10",
         *extra,
     )  # fmt: skip
     history = zs(deploy_env, "history", "iris", "-n", NAMESPACE, "-o", "json")
