@@ -165,7 +165,8 @@ class OneWritePerStep:
     """The connection's transport, with what is written in one step of the event loop sent in
     one write: uvicorn writes a response's status line and headers, then its body, and each
     write is a segment of its own (TCP_NODELAY) that wakes the reader (the activator) once
-    more. Held bytes go out at the end of the step, or before a close; nothing waits longer."""
+    more. Held bytes go out at the end of the step, when an answer is complete, or before a
+    close; nothing waits longer."""
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self.transport = transport
