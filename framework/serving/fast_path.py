@@ -63,11 +63,11 @@ class FastPath:
         self.error_answer = error_answer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        model, version = self._model_for(scope)
-        headers = _json_headers(scope) if model is not None else None
-        if model is None or headers is None:
+        taken = self.takes(scope)
+        if taken is None:
             await self.app(scope, receive, send)
             return
+        model, version, headers = taken
         try:
             body, left = await _read_body(receive)
         except ZeroserveError as exc:  # a streamed body over the limit (BodySizeLimit's count)
@@ -77,7 +77,7 @@ class FastPath:
             return  # one was answered 400 by the HTTP layer), and no one to log a traceback for
         replay = _replay(body, receive)
         try:
-            payload, seconds = await (self._v1 if version == 1 else self._v2)(model, body, headers)
+            payload, seconds = await self.answer(model, version, body, headers)
         except NotFast:
             await self.app(scope, replay, send)
             return
@@ -92,6 +92,22 @@ class FastPath:
         await send(start)
         await send({"type": "http.response.body", "body": payload})
         record_predict(model, seconds, headers)  # once the answer is on its way
+
+    def takes(self, scope: Scope) -> tuple[PredictorModel, int, dict[str, str]] | None:
+        """The model, protocol version (1 or 2) and headers of a request this path may take
+        (its body decides the rest: ``answer`` raises NotFast), or None."""
+        model, version = self._model_for(scope)
+        if model is None:
+            return None
+        headers = _json_headers(scope)
+        return None if headers is None else (model, version, headers)
+
+    async def answer(
+        self, model: PredictorModel, version: int, body: bytes, headers: dict[str, str]
+    ) -> tuple[bytes, float]:
+        """The JSON answer's body, and the seconds predict took; NotFast where KServe's app is
+        to answer instead (nothing was predicted), or the ZeroserveError to answer."""
+        return await (self._v1 if version == 1 else self._v2)(model, body, headers)
 
     def _model_for(self, scope: Scope) -> tuple[PredictorModel | None, int]:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -126,6 +142,7 @@ class FastPath:
     async def _v2(
         self, model: PredictorModel, body: bytes, headers: dict[str, str]
     ) -> tuple[bytes, float]:
+        """The answer's body (KServe's ``InferResponse`` as JSON), and the seconds predict took."""
         request = _decoded(body)
         if not isinstance(request, dict) or not set(request) <= V2_REQUEST_KEYS:
             raise NotFast

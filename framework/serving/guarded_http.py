@@ -13,13 +13,15 @@ the warm path sets no timer per request.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import enum
 import time
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from zeroserve.errors import HeadersTooLarge, RequestCutShort, RequestError, RequestTimeout
+from zeroserve.serving.hot_route import HotRoute
 from zeroserve.serving.http_answers import CLIENT_PROBES_S, CONTINUE, error_response
 from zeroserve.settings import ServerSettings
 
@@ -41,6 +43,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """``HttpToolsProtocol`` with head-size, head-time and body-pause limits."""
 
     limits = ServerSettings()
+    hot_route: HotRoute | None = None  # the fast path's requests, answered without ASGI
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -127,6 +130,18 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self.phase = Phase.ANSWERING
         super().on_message_complete()
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        """Start a request: on the hot route where it takes it, else as ASGI (uvicorn's)."""
+        hot = self.hot_route
+        taken = hot.takes(cycle) if hot is not None and app is self.app else None
+        if hot is None or taken is None:
+            super()._start_asgi_task(cycle, app)
+            return
+        context = contextvars.Context() if self.config.reset_contextvars else None
+        task = self.loop.create_task(hot.run(cycle, app, taken), context=context)
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
 
     def on_response_complete(self) -> None:
         """The answer's last byte is written: it goes out now, not at the end of the step,
@@ -224,6 +239,9 @@ def _sweep(loop: asyncio.AbstractEventLoop) -> None:
         _SWEEPING.append(loop.call_later(SWEEP_EVERY_S, _sweep, loop))
 
 
-def guarded_protocol(limits: ServerSettings) -> type[GuardedHttpToolsProtocol]:
-    """The protocol class for a server with ``limits``."""
-    return type("GuardedHttpTools", (GuardedHttpToolsProtocol,), {"limits": limits})
+def guarded_protocol(
+    limits: ServerSettings, hot_route: HotRoute | None = None
+) -> type[GuardedHttpToolsProtocol]:
+    """The protocol class for a server with ``limits`` (and the fast path's ``hot_route``)."""
+    attributes = {"limits": limits, "hot_route": hot_route}
+    return type("GuardedHttpTools", (GuardedHttpToolsProtocol,), attributes)

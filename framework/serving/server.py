@@ -41,6 +41,7 @@ from zeroserve.errors import (
 from zeroserve.serving._kserve import kserve_argv
 from zeroserve.serving.fast_path import FastPath
 from zeroserve.serving.guarded_http import guarded_protocol
+from zeroserve.serving.hot_route import HotRoute
 from zeroserve.serving.kserve_model import PredictorModel
 from zeroserve.serving.middleware import BodySizeLimit, CancelOnDisconnect
 from zeroserve.serving.sockets import run_event_loop
@@ -249,9 +250,11 @@ class LocalModelServer(ModelServer):  # type: ignore[misc]
             timeout_keep_alive=self.timeout_keep_alive,
         )
         rest.create_application()
-        rest.config.app = self._extend_app(import_from_string(FASTAPI_APP_IMPORT_STRING), models)
+        app = import_from_string(FASTAPI_APP_IMPORT_STRING)
+        rest.config.app, fast_path = self._extend_app(app, models)
         rest.config.host = self.settings.host
-        rest.config.http = guarded_protocol(self.settings)  # head size and time limits
+        hot_route = None if fast_path is None else HotRoute(fast_path, self.settings.max_body_size)
+        rest.config.http = guarded_protocol(self.settings, hot_route)  # head size and time limits
         self._http = uvicorn.Server(rest.config)
         # uvicorn re-raises SIGINT/SIGTERM once it has drained; a stop by signal is a clean exit.
         previous = {sig: signal.signal(sig, _note_signal) for sig in STOP_SIGNALS}
@@ -276,9 +279,11 @@ class LocalModelServer(ModelServer):  # type: ignore[misc]
         if self._http is not None:
             self._http.should_exit = True
 
-    def _extend_app(self, app: Any, models: list[PredictorModel]) -> BodySizeLimit:
-        """zeroserve's error answers and routes on KServe's FastAPI app; the app to serve: it
-        behind zeroserve's middleware."""
+    def _extend_app(
+        self, app: Any, models: list[PredictorModel]
+    ) -> tuple[BodySizeLimit, FastPath | None]:
+        """zeroserve's error answers and routes on KServe's FastAPI app; the app to serve (it
+        behind zeroserve's middleware), and its fast path (None when turned off)."""
         # KServe's model-repository routes load and unload models by name: any client could
         # unload a pod's only model while readiness still said ready. A zeroserve server serves
         # the models it was started with, so they are not offered.
@@ -297,15 +302,16 @@ class LocalModelServer(ModelServer):  # type: ignore[misc]
         # Around the app, not inside its middleware stack: the hot routes skip FastAPI's and
         # Starlette's layers (the exception handlers above answer the same errors either way).
         served: Any = app
+        fast_path = None
         if self.settings.fast_path:  # inside the body limit and the disconnect watch
             by_name = {model.name: model for model in models}
-            served = FastPath(served, models=by_name, error_answer=fast_error_answer)
+            served = fast_path = FastPath(served, models=by_name, error_answer=fast_error_answer)
         batched = [model.name for model in models if model.batchers is not None]
         if batched:
             paths = {f"/v1/models/{name}:predict" for name in batched}
             paths |= {f"/v2/models/{name}/infer" for name in batched}
             served = CancelOnDisconnect(served, paths=frozenset(paths))
-        return BodySizeLimit(served, limit=self.settings.max_body_size)
+        return BodySizeLimit(served, limit=self.settings.max_body_size), fast_path
 
     async def _run(self, models: list[PredictorModel], sock: socket.socket) -> None:
         assert self._http is not None

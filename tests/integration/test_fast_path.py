@@ -251,3 +251,31 @@ def test_kserves_rest_client_gets_the_same_answers_on_both_paths(
     app = asyncio.run(ask(servers["app"].url))
     assert fast == app
     assert fast[0] == {"predictions": [0, 2]}
+
+
+ONE_INT = tensor("x", [1], "INT32", [1])
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "extra"),
+    [
+        ("/v1/models/iris:predict", b'{"instances": [[5.1, 3.5, 1.4, 0.2]]}', {}),
+        ("/v2/models/echo/infer", orjson.dumps({"id": "x", "inputs": [ONE_INT]}), {}),
+        ("/v1/models/failing:predict", b'{"instances": ["boom"]}', {}),
+        ("/v1/models/echo:predict", b'{"instances": [1]}', {"Connection": "close"}),
+    ],
+    ids=["v1", "v2", "error", "connection-close"],
+)  # fmt: skip
+def test_the_hot_route_writes_the_heads_the_app_writes(
+    servers: dict[str, RunningServer], path: str, body: bytes, extra: dict[str, str]
+) -> None:
+    """The fast path's answers, written by the HTTP layer (serving/hot_route.py), carry the
+    same status line and headers, in the same order, as the app's answers to the same request."""
+    heads = []
+    for server in (servers["fast"], servers["app"]):
+        response = httpx.post(
+            f"{server.url}{path}", content=body, headers={**JSON, **extra}, timeout=30
+        )
+        fields = [(k, v) for k, v in response.headers.raw if k.lower() != b"date"]
+        heads.append((response.status_code, response.reason_phrase, fields, response.content))
+    assert heads[0] == heads[1]

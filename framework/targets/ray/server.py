@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from zeroserve import console
+from zeroserve.serving.fast_path import FastPath
 from zeroserve.serving.kserve_model import PredictorModel
 from zeroserve.serving.loader import FoundPredictor
 from zeroserve.serving.middleware import BodySizeLimit
@@ -49,7 +50,9 @@ class RayFrontServer(LocalModelServer):
                 models.append(PredictorModel(runner))
         return models
 
-    def _extend_app(self, app: Any, models: list[PredictorModel]) -> BodySizeLimit:
+    def _extend_app(
+        self, app: Any, models: list[PredictorModel]
+    ) -> tuple[BodySizeLimit, FastPath | None]:
         served = super()._extend_app(app, models)
         app.add_api_route("/zeroserve/status", self.status, methods=["GET"])
         app.add_api_route(console.OVERVIEW_PATH, self.overview, methods=["GET"])
