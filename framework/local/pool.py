@@ -174,6 +174,9 @@ class ModelPool:
         self.last_active = now
 
     def least_loaded(self) -> Replica | None:
+        if len(self.replicas) == 1:  # the warm path's usual case: no list, no min()
+            (only,) = self.replicas.values()
+            return only if only.state is ReplicaState.READY else None
         ready = [r for r in self.replicas.values() if r.state is ReplicaState.READY]
         return min(ready, key=lambda replica: replica.in_flight) if ready else None
 

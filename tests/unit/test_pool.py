@@ -206,3 +206,26 @@ def test_a_start_that_overruns_its_timeout_is_killed() -> None:
         assert "did not become ready" in str(only_replica(pool).error)
 
     run(test, min_replicas=1)
+
+
+def test_requests_go_to_the_ready_replica_with_the_fewest_in_flight() -> None:
+    async def test(pool: ModelPool, host: FakeHost, clock: FakeClock) -> None:
+        assert pool.least_loaded() is None  # at zero
+        waiting = asyncio.ensure_future(pool._wait_for_replica())
+        await settle()
+        first = only_replica(pool)
+        assert pool.least_loaded() is None  # starting: not ready yet
+        ready(pool, first)
+        await waiting
+        assert pool.least_loaded() is first
+        pool._begin_cold_start("test")  # a second replica, starting
+        await settle()
+        second = next(r for r in pool.replicas.values() if r is not first)
+        first.in_flight = 2
+        assert pool.least_loaded() is first  # the only ready one
+        ready(pool, second, pid=11)
+        assert pool.least_loaded() is second
+        second.in_flight = 3
+        assert pool.least_loaded() is first
+
+    run(test)
