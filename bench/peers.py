@@ -187,22 +187,26 @@ def mean(runs: list[Measured]) -> Measured:
 
 
 def rounds(ports: dict[str, list[int]]) -> dict[str, list[tuple[Measured, Measured]]]:
-    """Each arm once per round, the order rotating; a warm-up round first, not counted."""
+    """Each arm once per round, the order rotating; a warm-up round first, not counted. A round
+    loads every arm at 32 connections, then every arm at one, in the same order: the figures a
+    ratio compares are then taken within seconds of each other (this machine's speed drifts
+    within minutes), and no single-connection figure follows its own server's load at 32."""
     names = list(ports)
 
-    def load(arm: str) -> tuple[Measured, Measured]:
+    def load(arm: str, clients: int, seconds: float) -> Measured:
         path, body = routes()[arm]
-        many = [measure(port, path, body, CLIENTS, SECONDS) for port in ports[arm]]
-        one = [measure(port, path, body, 1, SINGLE_SECONDS) for port in ports[arm]]
-        return mean(many), mean(one)
+        return mean([measure(port, path, body, clients, seconds) for port in ports[arm]])
 
     for arm in names:
-        load(arm)
+        load(arm, CLIENTS, SECONDS)
+        load(arm, 1, SINGLE_SECONDS)
     measured: dict[str, list[tuple[Measured, Measured]]] = {arm: [] for arm in names}
     for index in range(ROUNDS):
-        for arm in names[index % len(names) :] + names[: index % len(names)]:
-            measured[arm].append(load(arm))
-            print(f"round {index + 1} {arm:13s} {measured[arm][-1][0]}", flush=True)
+        order = names[index % len(names) :] + names[: index % len(names)]
+        many = {arm: load(arm, CLIENTS, SECONDS) for arm in order}
+        for arm in order:
+            measured[arm].append((many[arm], load(arm, 1, SINGLE_SECONDS)))
+            print(f"round {index + 1} {arm:13s} {measured[arm][-1]}", flush=True)
     return measured
 
 
