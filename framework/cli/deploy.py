@@ -25,7 +25,8 @@ kubeconfig_option = click.option("--kubeconfig", default=None, help="Path to a k
 namespace_option = click.option("--namespace", "-n", default="default", show_default=True)
 
 
-def _cluster(kubeconfig: str | None) -> Any:
+def cluster_client(kubeconfig: str | None) -> Any:
+    """The cluster client of the commands that talk to Kubernetes (imported when one runs)."""
     from zeroserve.targets.kserve.cluster import Cluster
 
     return Cluster(kubeconfig)
@@ -123,7 +124,7 @@ def _deploy_found(
 
     for item in found:
         _note_local_traffic(item.declaration.spec)
-    cluster = _cluster(kubeconfig)
+    cluster = cluster_client(kubeconfig)
     cluster.list_models(namespace)  # fail fast (no cluster, KServe or rights) before any push
     live = {item.name: cluster.find(item.name, namespace) for item in found}
     splits = {item.name: canary_for_deploy(item.name, live[item.name], canary) for item in found}
@@ -263,7 +264,7 @@ def status_command(
         return
     from zeroserve.targets.kserve.rollout import ModelStatus
 
-    cluster = _cluster(kubeconfig)
+    cluster = cluster_client(kubeconfig)
     items = [cluster.get(name, namespace)] if name else cluster.list_models(namespace)
     statuses = [ModelStatus.of(item) for item in items]
     replicas = {status.name: cluster.replicas(status.name, namespace) for status in statuses}
@@ -375,7 +376,7 @@ def _change_canary(
     from zeroserve.targets.kserve.cluster import writer_annotations
     from zeroserve.targets.kserve.rollout import ModelStatus
 
-    cluster = _cluster(kubeconfig)
+    cluster = cluster_client(kubeconfig)
     current = cluster.get(name, namespace)
     status = ModelStatus.of(current)
     check(status)
@@ -399,5 +400,5 @@ def _change_canary(
 @kubeconfig_option
 def delete_command(name: str, namespace: str, kubeconfig: str | None) -> None:
     """Delete NAME's InferenceService."""
-    _cluster(kubeconfig).delete(name, namespace)
+    cluster_client(kubeconfig).delete(name, namespace)
     click.echo(f"inferenceservice/{name} deleted from {namespace}")

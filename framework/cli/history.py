@@ -8,7 +8,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from zeroserve.cli.deploy import _cluster, kubeconfig_option, namespace_option
+from zeroserve.cli.deploy import cluster_client, kubeconfig_option, namespace_option
 
 
 @click.command("history")
@@ -35,7 +35,7 @@ def history_command(
     if local:
         entries, where = local_history(name), str(history_file())
     else:
-        entries = history_of(_cluster(kubeconfig).get(name, namespace))
+        entries = history_of(cluster_client(kubeconfig).get(name, namespace))
         where = f"the {HISTORY} annotation of inferenceservice {name} in {namespace}"
     if output_format == "json":
         click.echo(json.dumps(entries, indent=2))

@@ -166,10 +166,10 @@ class ClusterCanary:
     def __init__(
         self, name: str, namespace: str, kubeconfig: str | None, figures: PrometheusFigures
     ) -> None:
-        from zeroserve.cli.deploy import _cluster
+        from zeroserve.cli.deploy import cluster_client
         from zeroserve.targets.kserve.rollout import ModelStatus, check_rollback
 
-        status = ModelStatus.of(_cluster(kubeconfig).get(name, namespace))
+        status = ModelStatus.of(cluster_client(kubeconfig).get(name, namespace))
         check_rollback(status)  # a rolled-out revision other than the latest: a canary to judge
         self.name, self.namespace, self.kubeconfig = name, namespace, kubeconfig
         self.candidate, self.baseline = status.latest_revision, status.rolled_out_revision

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from zeroserve.delivery.quality import class_psi
+from zeroserve.telemetry.drift import quantile
 
 
 @dataclass(frozen=True)
@@ -116,11 +117,7 @@ def _latency(
 
 def percentile(values: Sequence[float], q: float) -> float:
     """The ``q`` quantile by linear interpolation (numpy's default)."""
-    ordered = sorted(values)
-    at = q * (len(ordered) - 1)
-    low = math.floor(at)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (at - low)
+    return quantile(sorted(values), q)
 
 
 def mann_whitney_greater(first: Sequence[float], second: Sequence[float]) -> float:

@@ -15,6 +15,7 @@ import bisect
 import json
 import math
 from collections import Counter, deque
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,8 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _quantile(ordered: list[float], q: float) -> float:
+def quantile(ordered: Sequence[float], q: float) -> float:
+    """The ``q`` quantile of sorted values by linear interpolation (numpy's default)."""
     position = q * (len(ordered) - 1)
     low = math.floor(position)
     high = min(low + 1, len(ordered) - 1)
@@ -64,7 +66,7 @@ def build_profile(instances: Any) -> dict[str, Any]:
     for name, values in _columns(instances).items():
         if all(_is_number(value) for value in values):
             ordered = sorted(float(value) for value in values)
-            edges = sorted({_quantile(ordered, q) for q in QUANTILES})
+            edges = sorted({quantile(ordered, q) for q in QUANTILES})
             feature: dict[str, Any] = {"name": name, "kind": "numeric", "edges": edges}
             feature["expected"] = _shares(
                 [bisect.bisect_right(edges, v) for v in ordered], len(edges) + 1
