@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -229,6 +230,29 @@ def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
     wait_ready(server, "echo")
     assert server.stop() == 0, server.log()
     assert "stopped by SIGTERM" in server.log()
+
+
+def test_sigterm_on_a_pods_server_answers_the_request_being_predicted(tmp_path: Path) -> None:
+    """``serve --direct`` (what a pod runs): a request whose predict() runs when SIGTERM comes
+    still gets its answer, and the server then exits cleanly."""
+    server = start_server(FIXTURES / "predictors" / "slow.py", tmp_path / "slow.log", "--direct")
+    try:
+        wait_ready(server, "slow")
+        flag, answers = tmp_path / "started", []
+        body = {"instances": [7], "parameters": {"started_flag": str(flag)}}
+        url = f"{server.url}/v1/models/slow:predict"
+        asking = threading.Thread(target=lambda: answers.append(httpx.post(url, json=body)))
+        asking.start()
+        deadline = time.monotonic() + 10
+        while not flag.exists() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert flag.exists(), server.log()
+        server.process.send_signal(signal.SIGTERM)
+        asking.join(timeout=30)
+        assert [(a.status_code, a.json()) for a in answers] == [(200, {"predictions": [7]})]
+        assert server.process.wait(timeout=60) == 0, server.log()
+    finally:
+        server.stop()
 
 
 def test_slow_sync_predict_moves_to_a_thread(
