@@ -134,6 +134,9 @@ class ForkServer:
         send_message(self.control, Forked(message.replica_id, pid))
 
     def child(self, found: FoundPredictor, model_dir: Path | None, message: Fork) -> None:
+        # The worker's phases count from here: /proc's process start time has a resolution of
+        # one clock tick (10 ms), more than a fork's wait, which the activator measures against it
+        forked_at = time.monotonic()
         code = 1
         try:
             signal.set_wakeup_fd(-1)
@@ -143,7 +146,9 @@ class ForkServer:
             os.close(self.wakeup_read)
             os.close(self.wakeup_write)
             die_with_parent()
-            code = run_replica(found, model_dir, self.control, message.replica_id, message.options)
+            timeline = StartupTimeline(origin=forked_at)
+            replica, options = message.replica_id, message.options
+            code = run_replica(found, model_dir, self.control, replica, options, timeline)
         except BaseException:  # noqa: BLE001 - a forked child must never return into the host
             traceback.print_exc()
         finally:
